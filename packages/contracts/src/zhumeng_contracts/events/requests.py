@@ -1,0 +1,48 @@
+"""Events of the Request aggregate (key = request id)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import EmailStr, Field
+
+from .base import Event
+from .common import AwareDatetime, GeoPoint, Id, Language, Locale, TimeWindow
+
+
+class RequestPosted(Event):
+    """A resident (or an official on their behalf) asked for help. No personal data: the
+    requester's contact goes to `requests.contacts.v1` only."""
+
+    TYPE: ClassVar[str] = "zhumeng.request.posted.v1"
+    TOPIC: ClassVar[str] = "requests.events.v1"
+
+    request_id: Id
+    service_type_id: Id
+    place_id: Id
+    township_id: Id
+    location: GeoPoint
+    window: TimeWindow
+    slots: int = Field(default=1, ge=1, le=20)
+    language: Language | None = None
+    posted_at: AwareDatetime
+
+    def key(self) -> str:
+        return self.request_id
+
+
+class RequesterContact(Event):
+    """How to reach the requester of one request. PII: consumed by notify only."""
+
+    TYPE: ClassVar[str] = "zhumeng.request.contact.v1"
+    TOPIC: ClassVar[str] = "requests.contacts.v1"
+
+    request_id: Id
+    requester_id: Id
+    name: str = Field(min_length=1, max_length=80)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{6,15}$")
+    email: EmailStr | None = None
+    locale: Locale = "zh-CN"
+
+    def key(self) -> str:
+        return self.request_id

@@ -1,0 +1,1 @@
+"""The shared service kit: what every Zhumeng service needs, written once."""

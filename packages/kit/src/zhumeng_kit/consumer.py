@@ -1,0 +1,147 @@
+"""Idempotent, explicitly acknowledged event consumers with bounded retries and dead letters.
+
+Every subscriber acks only after its handler finished (AckPolicy.NACK_ON_ERROR: an error
+that escapes rewinds to the message, so nothing is skipped). The runner below catches handler
+errors itself: it retries with backoff a bounded number of times, then sends the message to
+`<topic>.dlq` with headers that say why and where it came from, and the consumer goes on.
+Handlers must be idempotent: a message may arrive again after a crash or rebalance.
+"""
+
+# No `from __future__ import annotations`: FastStream inspects the handler's annotations.
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode
+from zhumeng_contracts.events import Event
+from zhumeng_contracts.topics import dlq_name
+
+from .mongo import Doc
+
+log = logging.getLogger("zhumeng.consumer")
+
+Handler = Callable[[EventMeta, Event], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """An event that can never be applied (retrying will not help): dead-letter it now."""
+
+
+class Record(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+class DeadLetters:
+    def __init__(self, broker: "KafkaBroker", consumer: str) -> None:
+        self._broker = broker
+        self._consumer = consumer
+        self.sent = 0
+
+    async def send(self, record: Record, reason: str, error: str, attempts: int) -> None:
+        headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+                   for k, v in (record.headers or [])}
+        headers.update({
+            "dlq-reason": reason,
+            "dlq-error": error[:1000],
+            "dlq-attempts": str(attempts),
+            "dlq-origin-topic": record.topic,
+            "dlq-origin-partition": str(record.partition),
+            "dlq-origin-offset": str(record.offset),
+            "dlq-consumer": self._consumer,
+        })
+        await self._broker.publish(
+            record.value or b"", topic=dlq_name(record.topic), key=record.key, headers=headers
+        )
+        self.sent += 1
+        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition,
+                    record.offset, reason)
+
+
+class EventRunner:
+    """Decodes a record, dispatches it by event type, retries, dead-letters."""
+
+    def __init__(
+        self,
+        handlers: dict[type[Event], Handler],
+        dead_letters: DeadLetters,
+        max_attempts: int = 5,
+        backoff_s: float = 0.2,
+    ) -> None:
+        self._handlers = {model.TYPE: h for model, h in handlers.items()}
+        self._dlq = dead_letters
+        self._max = max_attempts
+        self._backoff = backoff_s
+        self.processed = 0
+
+    async def process(self, record: Record) -> None:
+        try:
+            meta = EventMeta.from_headers(record.headers or [])
+        except EnvelopeError as exc:
+            await self._dlq.send(record, "bad-envelope", str(exc), 1)
+            return
+        handler = self._handlers.get(meta.type)
+        if handler is None:
+            return  # another consumer's event type on a shared topic
+        try:
+            event = decode(meta, record.value or b"")
+        except EnvelopeError as exc:
+            await self._dlq.send(record, "invalid-payload", str(exc), 1)
+            return
+        for attempt in range(1, self._max + 1):
+            try:
+                await handler(meta, event)
+                self.processed += 1
+                return
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                await self._dlq.send(record, "rejected", str(exc), attempt)
+                return
+            except Exception as exc:
+                if attempt == self._max:
+                    log.exception("handler failed %d times for %s", attempt, meta.id)
+                    await self._dlq.send(record, "handler-failed", repr(exc), attempt)
+                    return
+                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+
+
+def subscribe(
+    broker: KafkaBroker,
+    topics: Iterable[str],
+    group_id: str,
+    runner: EventRunner,
+    **options: Any,
+) -> None:
+    """Register a consumer-group subscriber whose offsets are committed only after processing."""
+    sub = broker.subscriber(
+        *topics,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        **options,
+    )
+
+    @sub
+    async def on_record(msg: KafkaMessage) -> None:
+        await runner.process(msg.raw_message)
+
+
+# Idempotency helpers for handlers: record applied event ids in the same single-document
+# update as the state change, so that a redelivered event matches nothing and is a no-op.
+def not_applied(event_id: str) -> Doc:
+    return {"applied": {"$ne": event_id}}
+
+
+def mark_applied(update: Doc, event_id: str) -> Doc:
+    update = {k: dict(v) for k, v in update.items()}
+    update.setdefault("$push", {})["applied"] = event_id
+    return update

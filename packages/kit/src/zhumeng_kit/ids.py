@@ -1,0 +1,10 @@
+"""Identifiers: time-ordered, so that `_id` order is creation order (cursor pagination)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{int(time.time() * 1000):012x}{secrets.token_hex(5)}"

@@ -1,0 +1,87 @@
+"""Kafka plumbing: the FastStream broker with an idempotent producer, topic creation from the
+registry, and the relay's publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream.kafka import KafkaBroker
+
+from zhumeng_contracts.topics import TOPICS
+
+from .mongo import Doc
+from .outbox import Publisher
+
+log = logging.getLogger("zhumeng.kafka")
+TOPIC_ALREADY_EXISTS = 36
+DLQ_CONFIG = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+
+
+def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
+    # Idempotent producer with acks=all: a retried send never duplicates or reorders
+    # within a partition (DESIGN §4).
+    return KafkaBroker(
+        bootstrap, client_id=client_id, enable_idempotence=True, acks="all",
+        logger=logging.getLogger(f"faststream.{client_id}"),
+    )
+
+
+class BrokerPublisher(Publisher):
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def publish_many(self, entries: list[Doc]) -> None:
+        pending = [
+            await self._broker.publish(
+                e["body"].encode(),
+                topic=e["topic"],
+                key=e["key"].encode(),
+                headers=e["headers"],
+                no_confirm=True,
+            )
+            for e in entries
+        ]
+        await asyncio.gather(*pending)
+
+
+async def ensure_topics(bootstrap: str, partitions_override: int | None = None) -> list[str]:
+    """Create every registered topic and its dead-letter topic; returns those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="zhumeng-topics")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted: list[NewTopic] = []
+        for spec in TOPICS:
+            parts = partitions_override or spec.partitions
+            if spec.name not in existing:
+                wanted.append(NewTopic(spec.name, parts, 1, topic_configs=spec.config()))
+            if spec.dlq not in existing:
+                wanted.append(NewTopic(spec.dlq, 1, 1, topic_configs=DLQ_CONFIG))
+        created = []
+        if wanted:
+            resp = await admin.create_topics(wanted)
+            for name, code, *rest in resp.topic_errors:
+                if code == 0:
+                    created.append(name)
+                elif code != TOPIC_ALREADY_EXISTS:  # a concurrent creator is fine
+                    raise RuntimeError(f"creating topic {name} failed: code {code} {rest}")
+        await _wait_for_leaders(admin, [t.name for t in wanted])
+        return created
+    finally:
+        await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30) -> None:
+    """New partitions take a moment to get a leader; producing before that only logs errors."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while names and asyncio.get_running_loop().time() < deadline:
+        described = await admin.describe_topics(names)
+        if all(
+            t.get("error_code", 0) == 0 and t.get("partitions")
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        await asyncio.sleep(0.2)

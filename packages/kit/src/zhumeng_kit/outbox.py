@@ -1,0 +1,172 @@
+"""Transactional outbox without multi-document transactions (DESIGN §4).
+
+A command writes its events into the aggregate's own document, in the same single-document
+update as the state change:
+
+    {"$set": {...state...}, "$push": {"outbox": {"$each": [...]}}, "$inc": {"_v": 1}}
+
+The relay publishes pending events with the idempotent producer (acks=all) and removes them
+only after the broker acknowledged, with a compare-and-set on `_v` so it never drops an event
+a concurrent command appended meanwhile. A crash between publish and removal republishes:
+consumers are idempotent by event id, so that is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from zhumeng_contracts.envelope import EventMeta, encode
+from zhumeng_contracts.events import Event
+
+from .mongo import Doc
+
+log = logging.getLogger("zhumeng.outbox")
+
+
+def outbox_entry(event: Event, source: str, traceparent: str | None = None) -> Doc:
+    """The stored form of one pending event."""
+    meta = EventMeta.new(event, source, traceparent)
+    return {
+        "id": meta.id,
+        "topic": event.TOPIC,
+        "key": event.key(),
+        # a mapping, not pairs: MongoDB-compatible servers may reject nested arrays
+        "headers": {k: v.decode() for k, v in meta.to_headers()},
+        "body": encode(event).decode(),
+    }
+
+
+def append_events(update: Doc, entries: Iterable[Doc]) -> Doc:
+    """Add outbox entries (and the version bump) to a MongoDB update document."""
+    entries = list(entries)
+    update = {k: dict(v) for k, v in update.items()}
+    update.setdefault("$inc", {})["_v"] = 1
+    if entries:
+        update.setdefault("$push", {})["outbox"] = {"$each": entries}
+        update.setdefault("$set", {})["has_outbox"] = True
+    return update
+
+
+def new_document(doc: Doc, entries: Iterable[Doc]) -> Doc:
+    """A new aggregate document with its first events."""
+    entries = list(entries)
+    return {**doc, "_v": 1, "outbox": entries, "has_outbox": bool(entries)}
+
+
+async def ensure_outbox_index(collection: AsyncCollection[Doc]) -> None:
+    await collection.create_index([("has_outbox", ASCENDING)], name="outbox_pending")
+
+
+class Lease:
+    """A named lease in MongoDB, so that one relay per collection runs among N replicas."""
+
+    def __init__(self, db: AsyncDatabase[Doc], name: str, ttl_s: float = 10.0) -> None:
+        self._coll = db["leases"]
+        self.name = name
+        self.ttl = timedelta(seconds=ttl_s)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+
+    async def acquire(self) -> bool:
+        now = datetime.now(UTC)
+        query = {"_id": self.name, "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}]}
+        update = {"$set": {"owner": self.owner, "expires_at": now + self.ttl}}
+        try:
+            got = await self._coll.find_one_and_update(
+                query, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        except Exception as exc:  # duplicate key: another owner holds a live lease
+            if "duplicate key" in str(exc).lower() or getattr(exc, "code", None) == 11000:
+                return False
+            raise
+        return got is not None and got.get("owner") == self.owner
+
+
+class Publisher:
+    """What the relay needs of a Kafka producer (the FastStream broker in production)."""
+
+    async def publish_many(self, entries: list[Doc]) -> None:
+        raise NotImplementedError
+
+
+class OutboxRelay:
+    """Publishes pending outbox entries of the given collections, oldest documents first."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        collections: list[str],
+        publisher: Publisher,
+        poll_interval_s: float = 0.2,
+        batch_size: int = 200,
+    ) -> None:
+        self._db = db
+        self._collections = collections
+        self._publisher = publisher
+        self._poll = poll_interval_s
+        self._batch = batch_size
+        self._wake = asyncio.Event()
+        self._lease = Lease(db, "relay:" + ",".join(collections))
+        self.published = 0
+
+    def wake(self) -> None:
+        """Called after a command wrote events, so they go out without waiting for the poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                if await self._lease.acquire():
+                    moved = await self.relay_once()
+                    if moved:
+                        continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay pass failed; retrying")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+            except TimeoutError:
+                pass
+
+    async def relay_once(self) -> int:
+        """One pass over every collection; returns how many events went out."""
+        total = 0
+        for name in self._collections:
+            coll = self._db[name]
+            docs = await coll.find(
+                {"has_outbox": True}, {"outbox": 1, "_v": 1}
+            ).limit(self._batch).to_list()
+            entries = [e for d in docs for e in d.get("outbox", [])]
+            if not entries:
+                continue
+            await self._publisher.publish_many(entries)
+            for d in docs:
+                await self._remove_published(coll, d)
+            total += len(entries)
+        self.published += total
+        return total
+
+    async def _remove_published(self, coll: AsyncCollection[Doc], doc: Doc) -> None:
+        """Drop what went out; keep anything a concurrent command appended meanwhile."""
+        sent = {e["id"] for e in doc.get("outbox", [])}
+        current: Doc | None = doc
+        while current is not None:
+            rest = [e for e in current.get("outbox", []) if e["id"] not in sent]
+            res = await coll.update_one(
+                {"_id": current["_id"], "_v": current["_v"]},
+                {"$set": {"outbox": rest, "has_outbox": bool(rest)}},
+            )
+            if res.matched_count:
+                return
+            current = await coll.find_one({"_id": doc["_id"]}, {"outbox": 1, "_v": 1})
+

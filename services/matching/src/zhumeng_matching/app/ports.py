@@ -1,0 +1,37 @@
+"""What matching's use cases need from storage."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..domain.policy import Load
+
+Doc = dict[str, Any]
+
+
+class LoadStore(Protocol):
+    """Volunteers' capacity, changed only by atomic conditional single-document updates."""
+
+    def cached(self) -> dict[str, Load]:
+        """The last known loads (may be stale; `reserve` is the authority)."""
+        ...
+
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+        """Take one unit of capacity for this request, unless full. Idempotent per request."""
+        ...
+
+    async def holder_of(self, request_id: str) -> str | None:
+        """The volunteer already holding capacity for this request (after a crash)."""
+        ...
+
+
+class DecisionStore(Protocol):
+    async def begin(self, request_id: str, event_id: str) -> Doc:
+        """Create the decision document if new; returns its current state."""
+        ...
+
+    async def finish(self, request_id: str, state: str, fields: Doc, entries: list[Doc]) -> bool:
+        """Record the outcome and its events in one write, once."""
+        ...
+
+    async def get(self, request_id: str) -> Doc | None: ...

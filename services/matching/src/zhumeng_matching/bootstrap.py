@@ -1,0 +1,50 @@
+"""The composition root of the matching service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from zhumeng_contracts.envelope import EventMeta
+from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
+from zhumeng_kit.auth import principal_dependency
+from zhumeng_kit.runtime import ServiceRuntime, create_app
+from zhumeng_kit.settings import ServiceSettings
+from zhumeng_kit.views import View
+
+from .adapters.mongo_stores import DECISIONS, MongoDecisionStore, MongoLoadStore
+from .app.matcher import Matcher
+from .domain.index import VolunteerIndex
+from .entrypoints.http import router
+
+
+class MatchingSettings(ServiceSettings):
+    http_port: int = 8003
+
+
+def build(settings: MatchingSettings | None = None) -> FastAPI:
+    settings = settings or MatchingSettings()
+    runtime = ServiceRuntime("matching", settings)
+    index = VolunteerIndex()
+    volunteers: View[VolunteerRecord] = View(VolunteerRecord)
+    volunteers.listeners.append(index.on_change)
+    service_types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
+    runtime.views({VolunteerRecord.TOPIC: volunteers, ServiceTypeRecord.TOPIC: service_types})
+
+    loads = MongoLoadStore(runtime.db)
+    decisions = MongoDecisionStore(runtime.db)
+    runtime.on_startup(loads.ensure_indexes)
+    runtime.on_startup(decisions.ensure_indexes)
+    runtime.on_startup(loads.warm)
+    relay = runtime.outbox_relay([DECISIONS])
+    matcher = Matcher(index, service_types, loads, decisions, on_events=relay.wake)
+
+    async def on_posted(meta: EventMeta, event: Any) -> None:
+        await matcher.on_request_posted(meta.id, event)
+
+    runtime.consume(["requests.events.v1"], {RequestPosted: on_posted})
+    app = create_app(runtime, [router(decisions, index, principal_dependency(settings))],
+                     "Zhumeng matching")
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,42 @@
+"""What the use cases need from the outside world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from zhumeng_contracts.events import PlaceRecord, ServiceTypeRecord
+
+Doc = dict[str, Any]
+
+
+class Catalog(Protocol):
+    """The requests service's view of the catalog (fed from the compacted topics)."""
+
+    def service_type(self, id: str) -> ServiceTypeRecord | None: ...
+
+    def place(self, id: str) -> PlaceRecord | None: ...
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Doc]
+    next_cursor: str | None
+
+
+class RequestRepository(Protocol):
+    async def insert(self, doc: Doc) -> bool:
+        """Insert a new request; False when its idempotency key is taken."""
+        ...
+
+    async def by_idempotency_key(self, key: str) -> Doc | None: ...
+
+    async def get(self, request_id: str) -> Doc | None: ...
+
+    async def list(self, filters: Doc, limit: int, after: str | None) -> Page: ...
+
+    async def apply_outcome(self, request_id: str, event_id: str, change: Doc) -> bool:
+        """Apply a matching outcome once; False if already applied or no longer posted."""
+        ...
+
+    async def exists(self, request_id: str) -> bool: ...

@@ -1,0 +1,91 @@
+"""The Request aggregate: what a resident asked for and where it stands. Pure: no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from zhumeng_contracts.events import RequestUnmatched, VolunteerAssigned
+from zhumeng_contracts.events.common import Id, Language, Locale, TimeWindow
+
+MAX_WINDOW = timedelta(days=7)
+MAX_LEAD = timedelta(days=90)
+
+
+class Status(StrEnum):
+    POSTED = "posted"
+    ASSIGNED = "assigned"
+    UNMATCHED = "unmatched"
+
+
+class RequesterIn(BaseModel):
+    """Who to tell. Minimal by design: a name to address them by and one way to reach them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=80)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{6,15}$")
+    email: EmailStr | None = None
+    locale: Locale = "zh-CN"
+
+    @model_validator(mode="after")
+    def _reachable(self) -> RequesterIn:
+        if not self.phone and not self.email:
+            raise ValueError("give a phone number or an email address to reach the requester")
+        return self
+
+
+class NewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service_type_id: Id
+    place_id: Id
+    window: TimeWindow
+    slots: int = Field(default=1, ge=1, le=20)
+    language: Language | None = None
+    notes: str = Field(default="", max_length=500)
+    requester: RequesterIn
+
+    def check_window(self, now: datetime) -> None:
+        if self.window.end <= now:
+            raise ValueError("the window has already passed")
+        if self.window.end - self.window.start > MAX_WINDOW:
+            raise ValueError("a window may span at most 7 days")
+        if self.window.start - now > MAX_LEAD:
+            raise ValueError("a request may be posted at most 90 days ahead")
+
+    def fingerprint(self) -> str:
+        """Same key + same body = same request; the body is compared by this hash."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def outcome_of(event: VolunteerAssigned | RequestUnmatched) -> dict[str, Any]:
+    """The state change a matching event makes to a request."""
+    if isinstance(event, VolunteerAssigned):
+        return {
+            "status": Status.ASSIGNED.value,
+            "assignment": {
+                "assignment_id": event.assignment_id,
+                "volunteer_id": event.volunteer_id,
+                "volunteer_display_name": event.volunteer_display_name,
+                "distance_km": round(event.distance_km, 2),
+                "score": event.score,
+                "explanation": [p.model_dump() for p in event.explanation],
+                "assigned_at": event.assigned_at,
+            },
+        }
+    return {
+        "status": Status.UNMATCHED.value,
+        "unmatched": {
+            "reasons": event.reasons,
+            "candidates_considered": event.candidates_considered,
+            "decided_at": event.decided_at,
+        },
+    }
+
