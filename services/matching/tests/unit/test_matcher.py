@@ -1,0 +1,123 @@
+"""The matcher's use case on fake stores: exactly one outcome per request, across redelivery
+and a crash between taking capacity and recording the decision."""
+
+from typing import Any
+
+import pytest
+
+from zhumeng_contracts.events import ServiceTypeRecord
+from zhumeng_kit.consumer import PermanentError
+from zhumeng_kit.views import View
+from zhumeng_matching.app.matcher import Matcher
+from zhumeng_matching.domain.index import VolunteerIndex
+from zhumeng_matching.domain.policy import Load
+
+from .test_policy import request, service, volunteer
+
+pytestmark = pytest.mark.unit
+
+
+class FakeLoads:
+    def __init__(self) -> None:
+        self.active: dict[str, list[str]] = {}
+        self.total: dict[str, int] = {}
+
+    def cached(self) -> dict[str, Load]:
+        return {k: Load(len(v), self.total.get(k, 0)) for k, v in self.active.items()}
+
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+        held = self.active.setdefault(volunteer_id, [])
+        if request_id in held:
+            return True
+        if len(held) >= capacity:
+            return False
+        held.append(request_id)
+        self.total[volunteer_id] = self.total.get(volunteer_id, 0) + 1
+        return True
+
+    async def holder_of(self, request_id: str) -> str | None:
+        return next((v for v, reqs in self.active.items() if request_id in reqs), None)
+
+
+class FakeDecisions:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.fail_next_finish = False
+
+    async def begin(self, request_id: str, event_id: str) -> dict[str, Any]:
+        return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []})
+
+    async def finish(self, request_id: str, state: str, fields: dict[str, Any],
+                     entries: list[dict[str, Any]]) -> bool:
+        if self.fail_next_finish:
+            self.fail_next_finish = False
+            raise ConnectionError("database went away")
+        doc = self.docs[request_id]
+        if doc["state"] != "deciding":
+            return False
+        doc.update(state=state, **fields)
+        doc["outbox"].extend(entries)
+        return True
+
+    async def get(self, request_id: str) -> dict[str, Any] | None:
+        return self.docs.get(request_id)
+
+
+def make(capacity: int = 1, n: int = 2) -> tuple[Matcher, FakeLoads, FakeDecisions]:
+    index = VolunteerIndex()
+    for i in range(n):
+        index.put(volunteer(f"v{i}", lon=118.24 + i * 0.01, capacity=capacity))
+    types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
+    types.apply("haircut", service())
+    loads, decisions = FakeLoads(), FakeDecisions()
+    return Matcher(index, types, loads, decisions), loads, decisions
+
+
+async def test_assigns_best_and_records_event() -> None:
+    matcher, loads, decisions = make()
+    assert await matcher.on_request_posted("e1", request(request_id="r1")) == "assigned"
+    doc = decisions.docs["r1"]
+    assert doc["volunteer_id"] == "v0"
+    assert [e["topic"] for e in doc["outbox"]] == ["matching.events.v1"]
+    assert loads.active == {"v0": ["r1"]}
+
+
+async def test_redelivery_changes_nothing() -> None:
+    matcher, loads, decisions = make()
+    await matcher.on_request_posted("e1", request(request_id="r1"))
+    await matcher.on_request_posted("e1", request(request_id="r1"))
+    assert len(decisions.docs["r1"]["outbox"]) == 1
+    assert sum(len(v) for v in loads.active.values()) == 1
+
+
+async def test_crash_after_reserving_reuses_the_same_volunteer() -> None:
+    matcher, loads, decisions = make()
+    decisions.fail_next_finish = True
+    with pytest.raises(ConnectionError):
+        await matcher.on_request_posted("e1", request(request_id="r1"))
+    assert loads.active == {"v0": ["r1"]}
+    assert await matcher.on_request_posted("e1", request(request_id="r1")) == "assigned"
+    assert decisions.docs["r1"]["volunteer_id"] == "v0"
+    assert sum(len(v) for v in loads.active.values()) == 1
+
+
+async def test_capacity_is_never_exceeded_then_unmatched_with_reasons() -> None:
+    matcher, loads, decisions = make(capacity=1, n=2)
+    outcomes = [await matcher.on_request_posted(f"e{i}", request(request_id=f"r{i}"))
+                for i in range(3)]
+    assert outcomes == ["assigned", "assigned", "unmatched"]
+    assert all(len(v) <= 1 for v in loads.active.values())
+    assert decisions.docs["r2"]["reasons"] == {"no_capacity": 2}
+
+
+async def test_no_volunteer_nearby_is_a_reason() -> None:
+    matcher, _, decisions = make()
+    await matcher.on_request_posted("e1", request(request_id="r1", lat=30.0))
+    assert decisions.docs["r1"]["state"] == "unmatched"
+    assert decisions.docs["r1"]["reasons"] == {"no_volunteer_nearby": 1}
+
+
+async def test_unknown_service_type_is_permanent() -> None:
+    matcher, _, _ = make()
+    with pytest.raises(PermanentError):
+        await matcher.on_request_posted("e1", request(request_id="r1", service_type_id="nope"))

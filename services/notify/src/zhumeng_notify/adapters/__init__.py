@@ -1,0 +1,1 @@
+"""Adapters: MongoDB, channels, views, Kafka handlers."""

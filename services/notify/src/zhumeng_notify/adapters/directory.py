@@ -1,0 +1,40 @@
+"""The Directory port over the in-memory views of the compacted topics."""
+
+from __future__ import annotations
+
+from zhumeng_contracts.events import ContactRecord, RequesterContact, ServiceTypeRecord
+from zhumeng_kit.views import View
+
+from ..domain.model import Locale, Recipient
+
+
+class ViewDirectory:
+    def __init__(
+        self,
+        volunteers: View[ContactRecord],
+        requesters: View[RequesterContact],
+        service_types: View[ServiceTypeRecord],
+    ) -> None:
+        self.volunteers = volunteers
+        self.requesters = requesters
+        self.service_types = service_types
+
+    def requester(self, request_id: str) -> Recipient | None:
+        c = self.requesters.get(request_id)
+        if c is None:
+            return None
+        return Recipient(id=c.requester_id, role="requester", name=c.name, locale=c.locale,
+                         email=str(c.email) if c.email else None, phone=c.phone)
+
+    def volunteer(self, volunteer_id: str) -> Recipient | None:
+        c = self.volunteers.get(volunteer_id)
+        if c is None:
+            return None
+        return Recipient(id=c.id, role="volunteer", name=c.name, locale=c.locale,
+                         email=str(c.email) if c.email else None, phone=c.phone)
+
+    def service_name(self, service_type_id: str, locale: Locale) -> str | None:
+        st = self.service_types.get(service_type_id)
+        if st is None:
+            return None
+        return st.name_zh if locale == "zh-CN" else st.name_en

@@ -1,0 +1,1 @@
+"""Pure rules: templates, recipient resolution, channel choice."""

@@ -1,0 +1,1 @@
+"""Entrypoints: HTTP routers and the process main."""

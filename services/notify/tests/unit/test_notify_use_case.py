@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import pytest
+from zhumeng_contracts.envelope import EventMeta
+from zhumeng_contracts.events import NotificationDelivered, RequestUnmatched, VolunteerAssigned
+from zhumeng_notify.adapters.channels import LogChannel, SmtpChannel
+from zhumeng_notify.app.notify import ContactMissing, DeliveryBusy, NotifyOnEvent, SendFailed
+from zhumeng_notify.domain.model import (
+    Cause,
+    Claim,
+    Delivery,
+    Final,
+    Locale,
+    Message,
+    Receipt,
+    Recipient,
+    Rendered,
+    message_id,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
+REQUESTER = Recipient("res_1", "requester", "王秀英", "zh-CN", email="xiuying@example.org",
+                      phone="13812345678")
+VOLUNTEER = Recipient("vol_1", "volunteer", "Lin Xiaoming", "en", email="lin@example.org",
+                      phone="13987654321")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FakeRepo:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, object]] = {}
+        self.events: list[NotificationDelivered] = []
+
+    async def claim(self, delivery: Delivery, now: datetime, lease: timedelta) -> Claim:
+        doc = self.docs.get(delivery.id)
+        if doc is None:
+            self.docs[delivery.id] = {"delivery": delivery, "status": "pending", "attempts": 1,
+                                      "lease_until": now + lease}
+            return Claim("send", 1, "pending", now + lease)
+        if doc["status"] != "pending":
+            return Claim("done", doc["attempts"], doc["status"])  # type: ignore[arg-type]
+        lease_until = doc["lease_until"]
+        assert isinstance(lease_until, datetime)
+        if lease_until <= now:
+            doc["attempts"] = int(doc["attempts"]) + 1  # type: ignore[call-overload]
+            doc["lease_until"] = now + lease
+            return Claim("send", doc["attempts"], "pending", now + lease)  # type: ignore[arg-type]
+        return Claim("busy", doc["attempts"], "pending", lease_until)  # type: ignore[arg-type]
+
+    async def complete(self, delivery_id: str, attempt: int, status: Final, now: datetime,
+                       receipt: Receipt | None, error: str | None,
+                       event: NotificationDelivered) -> bool:
+        doc = self.docs[delivery_id]
+        if doc["status"] != "pending" or doc["attempts"] != attempt:
+            return False
+        doc.update(status=status, error=error, receipt=receipt)
+        self.events.append(event)
+        return True
+
+    async def release(self, delivery_id: str, attempt: int, now: datetime, error: str) -> None:
+        doc = self.docs[delivery_id]
+        if doc["status"] == "pending" and doc["attempts"] == attempt:
+            doc.update(lease_until=now, error=error)
+
+
+class FakeChannel:
+    def __init__(self, name: str, fail_times: int = 0) -> None:
+        self.name = name
+        self.sent: list[Message] = []
+        self.fail_times = fail_times
+
+    async def send(self, message: Message) -> Receipt:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionRefusedError(f"relay down while sending to {message.address}")
+        self.sent.append(message)
+        return Receipt(self.name, f"{self.name}:{len(self.sent)}", T0)
+
+
+class FakeDirectory:
+    def __init__(self, requester: Recipient | None = REQUESTER,
+                 volunteer: Recipient | None = VOLUNTEER) -> None:
+        self.requesters = {"req_1": requester} if requester else {}
+        self.volunteers = {"vol_1": volunteer} if volunteer else {}
+
+    def requester(self, request_id: str) -> Recipient | None:
+        return self.requesters.get(request_id)
+
+    def volunteer(self, volunteer_id: str) -> Recipient | None:
+        return self.volunteers.get(volunteer_id)
+
+    def service_name(self, service_type_id: str, locale: Locale) -> str | None:
+        return {"zh-CN": "义剪", "en": "Free haircut"}[locale] if service_type_id == "st_cut" \
+            else None
+
+
+ASSIGNED = VolunteerAssigned(
+    request_id="req_1", assignment_id="asg_1", volunteer_id="vol_1",
+    volunteer_display_name="小林", service_type_id="st_cut",
+    window={"start": T0 + timedelta(days=1), "end": T0 + timedelta(days=1, hours=2)},
+    distance_km=3.2, score=0.8, explanation=[], candidates_considered=4, assigned_at=T0,
+)
+UNMATCHED = RequestUnmatched(
+    request_id="req_1", service_type_id="st_cut", reasons={"too_far": 3},
+    candidates_considered=3, decided_at=T0,
+)
+
+
+def make(
+    email: FakeChannel | None = None, directory: FakeDirectory | None = None,
+    max_send_attempts: int = 3,
+) -> tuple[NotifyOnEvent, FakeRepo, FakeChannel, FakeChannel, Clock]:
+    repo, clock = FakeRepo(), Clock()
+    log_ch, email_ch = FakeChannel("log"), email or FakeChannel("email")
+    use_case = NotifyOnEvent(repo, {"log": log_ch, "email": email_ch},
+                             directory or FakeDirectory(), lease=timedelta(seconds=30),
+                             max_send_attempts=max_send_attempts, clock=clock)
+    return use_case, repo, log_ch, email_ch, clock
+
+
+async def test_assignment_tells_requester_and_volunteer_in_their_locales() -> None:
+    use_case, repo, log_ch, email_ch, _ = make()
+    meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
+    outcomes = await use_case.volunteer_assigned(meta, ASSIGNED)
+    assert [o.result for o in outcomes] == ["sent", "sent"]
+    to_requester, to_volunteer = email_ch.sent
+    assert to_requester.delivery_id == f"{meta.id}|res_1|email"
+    assert to_requester.address == "xiuying@example.org"
+    assert "小林" in to_requester.rendered.body and "义剪" in to_requester.rendered.subject
+    assert to_volunteer.locale == "en" and "Free haircut" in to_volunteer.rendered.subject
+    assert "秀英" in to_volunteer.rendered.body
+    for pii in ("王秀英", "13812345678", "xiuying@example.org"):
+        assert pii not in to_volunteer.rendered.body
+    assert not log_ch.sent
+    assert [(e.recipient_role, e.status, e.channel) for e in repo.events] == [
+        ("requester", "sent", "email"), ("volunteer", "sent", "email")]
+
+
+async def test_the_same_event_handled_twice_sends_once() -> None:
+    use_case, repo, _, email_ch, _ = make()
+    meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
+    await use_case.volunteer_assigned(meta, ASSIGNED)
+    again = await use_case.volunteer_assigned(meta, ASSIGNED)
+    assert [o.result for o in again] == ["skipped", "skipped"]
+    assert len(email_ch.sent) == 2 and len(repo.events) == 2
+
+
+async def test_a_pending_delivery_past_its_lease_is_sent_again() -> None:
+    use_case, repo, _, email_ch, clock = make()
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    did = f"{meta.id}|res_1|email"
+    # a previous process claimed it and crashed mid-send
+    repo.docs[did] = {"status": "pending", "attempts": 1, "lease_until": T0 + timedelta(seconds=30)}
+    with pytest.raises(DeliveryBusy):  # still leased: retried later by the runner
+        await use_case.request_unmatched(meta, UNMATCHED)
+    assert not email_ch.sent
+    clock.now = T0 + timedelta(seconds=31)
+    outcomes = await use_case.request_unmatched(meta, UNMATCHED)
+    assert [o.result for o in outcomes] == ["sent"]
+    assert len(email_ch.sent) == 1 and repo.docs[did]["attempts"] == 2
+    assert repo.docs[did]["status"] == "sent"
+
+
+async def test_a_failing_channel_retries_then_marks_failed() -> None:
+    email = FakeChannel("email", fail_times=99)
+    use_case, repo, _, _, _ = make(email=email, max_send_attempts=2)
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    with pytest.raises(SendFailed) as first:
+        await use_case.request_unmatched(meta, UNMATCHED)
+    assert "xiuying@example.org" not in str(first.value)
+    outcomes = await use_case.request_unmatched(meta, UNMATCHED)  # the runner's retry
+    assert [o.result for o in outcomes] == ["failed"]
+    doc = repo.docs[f"{meta.id}|res_1|email"]
+    assert doc["status"] == "failed" and doc["attempts"] == 2
+    assert "ConnectionRefusedError" in str(doc["error"])
+    assert "xiuying@example.org" not in str(doc["error"])
+    [event] = repo.events
+    assert event.status == "failed" and event.recipient_id == "res_1"
+    # failed for good: a redelivery does not try again
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["skipped"]
+
+
+async def test_a_transient_failure_is_sent_on_retry() -> None:
+    email = FakeChannel("email", fail_times=1)
+    use_case, repo, _, _, _ = make(email=email)
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    with pytest.raises(SendFailed):
+        await use_case.request_unmatched(meta, UNMATCHED)
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["sent"]
+    assert len(email.sent) == 1 and repo.events[0].status == "sent"
+
+
+async def test_missing_requester_contact_is_retried_and_the_volunteer_told_once() -> None:
+    directory = FakeDirectory(requester=None)
+    use_case, _, _, email_ch, _ = make(directory=directory)
+    meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
+    with pytest.raises(ContactMissing, match="requester of request req_1"):
+        await use_case.volunteer_assigned(meta, ASSIGNED)
+    assert [m.recipient.id for m in email_ch.sent] == ["vol_1"]
+    directory.requesters["req_1"] = REQUESTER  # the contact topic caught up
+    await use_case.volunteer_assigned(meta, ASSIGNED)
+    assert [m.recipient.id for m in email_ch.sent] == ["vol_1", "res_1"]
+    with pytest.raises(ContactMissing):
+        await use_case.request_unmatched(meta, UNMATCHED.model_copy(update={"request_id": "x"}))
+
+
+async def test_without_email_the_log_channel_is_used() -> None:
+    no_mail = FakeDirectory(requester=replace(REQUESTER, email=None))
+    use_case, _, log_ch, email_ch, _ = make(directory=no_mail)
+    await use_case.request_unmatched(EventMeta.new(UNMATCHED, "m"), UNMATCHED)
+    assert [m.channel for m in log_ch.sent] == ["log"] and not email_ch.sent
+    assert log_ch.sent[0].address == "13812345678"
+
+
+async def test_unknown_service_type_falls_back_to_its_id() -> None:
+    use_case, _, _, email_ch, _ = make()
+    event = UNMATCHED.model_copy(update={"service_type_id": "st_new"})
+    await use_case.request_unmatched(EventMeta.new(event, "m"), event)
+    assert "st_new" in email_ch.sent[0].rendered.subject
+
+
+async def test_no_personal_data_in_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    repo = FakeRepo()
+    failing = FakeChannel("email", fail_times=1)
+    use_case = NotifyOnEvent(repo, {"log": LogChannel(), "email": failing},
+                             FakeDirectory(volunteer=replace(VOLUNTEER, email=None)),
+                             max_send_attempts=1)
+    meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
+    outcomes = await use_case.volunteer_assigned(meta, ASSIGNED)
+    assert [o.result for o in outcomes] == ["failed", "sent"]  # email failed; log channel ok
+    text = caplog.text
+    assert f"{meta.id}|vol_1|log" in text and "139****4321" in text
+    for pii in ("13987654321", "xiuying@example.org", "13812345678", "王秀英",
+                "Lin Xiaoming", "Hello", "您好"):
+        assert pii not in text, pii
+
+
+def test_smtp_message_has_a_stable_message_id() -> None:
+    channel = SmtpChannel("127.0.0.1", 25, "noreply@zhumeng.test", clock=lambda: T0)
+    msg = Message("e1|res_1|email", "email", REQUESTER, REQUESTER.email,
+                  Rendered("【筑梦】主题", "正文 body"), Cause("e1", "t", "req_1"), "zh-CN")
+    mail = channel.build(msg)
+    assert mail["Message-ID"] == message_id("e1|res_1|email")
+    parsed = message_from_bytes(mail.as_bytes(), policy=default_policy)
+    assert parsed["Subject"] == "【筑梦】主题" and parsed["To"] == "xiuying@example.org"
+    assert parsed.get_content().strip() == "正文 body"  # type: ignore[attr-defined]
