@@ -122,11 +122,19 @@ def subscribe(
     **options: Any,
 ) -> None:
     """Register a consumer-group subscriber whose offsets are committed only after processing."""
+    async def raw_body(msg: Any) -> Any:
+        # The runner decodes the record itself. FastStream's default decoder would parse a
+        # `content-type: application/json` body before the handler runs: a body that is not
+        # JSON would then fail outside the runner, be nacked and redelivered forever (a
+        # poison pill that blocks the partition) instead of going to the dead-letter topic.
+        return msg.body
+
     sub = broker.subscriber(
         *topics,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        decoder=raw_body,
         **options,
     )
 

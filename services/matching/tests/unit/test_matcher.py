@@ -4,15 +4,13 @@ and a crash between taking capacity and recording the decision."""
 from typing import Any
 
 import pytest
-
 from zhumeng_contracts.events import ServiceTypeRecord
 from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.views import View
 from zhumeng_matching.app.matcher import Matcher
 from zhumeng_matching.domain.index import VolunteerIndex
 from zhumeng_matching.domain.policy import Load
-
-from .test_policy import request, service, volunteer
+from zhumeng_matching.examples import request, service, volunteer
 
 pytestmark = pytest.mark.unit
 

@@ -1,45 +1,14 @@
-from datetime import UTC, datetime, time, timedelta
+from datetime import time
 
 import pytest
-
-from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
-from zhumeng_contracts.events.common import GeoPoint, TimeWindow, WeeklySlot
+from zhumeng_contracts.events.common import WeeklySlot
 from zhumeng_matching.domain.availability import covers, longest_overlap_min
 from zhumeng_matching.domain.geo import cells_within, haversine_km
 from zhumeng_matching.domain.index import VolunteerIndex
 from zhumeng_matching.domain.policy import WEIGHTS, Load, ineligibility, rank
+from zhumeng_matching.examples import EVERY_DAY, WINDOW, request, service, volunteer
 
 pytestmark = pytest.mark.unit
-
-# Monday 2026-11-30, 09:00-11:00 Asia/Shanghai == 01:00-03:00 UTC
-MONDAY_9 = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
-WINDOW = TimeWindow(start=MONDAY_9, end=MONDAY_9 + timedelta(hours=2))
-EVERY_DAY = [WeeklySlot(weekday=d, start=time(8), end=time(20)) for d in range(7)]
-
-
-def service(**kw: object) -> ServiceTypeRecord:
-    base: dict[str, object] = dict(id="haircut", name_zh="理发", name_en="Haircut", category="care",
-                                   required_skills=["haircut"], default_duration_min=60,
-                                   target_claim_min=180, version=1)
-    base.update(kw)
-    return ServiceTypeRecord.model_validate(base)
-
-
-def volunteer(vid: str, lat: float = 25.49, lon: float = 118.24, **kw: object) -> VolunteerRecord:
-    base: dict[str, object] = dict(id=vid, display_name=vid, skills=["haircut"], home_place_id="p",
-                                   township_id="t", home=GeoPoint(lat=lat, lon=lon), radius_km=20,
-                                   availability=EVERY_DAY, capacity=2, version=1)
-    base.update(kw)
-    return VolunteerRecord.model_validate(base)
-
-
-def request(lat: float = 25.49, lon: float = 118.24, **kw: object) -> RequestPosted:
-    base: dict[str, object] = dict(request_id="req_1", service_type_id="haircut", place_id="v",
-                                   township_id="t", location=GeoPoint(lat=lat, lon=lon),
-                                   window=WINDOW, posted_at=MONDAY_9 - timedelta(days=1))
-    base.update(kw)
-    return RequestPosted.model_validate(base)
-
 
 def test_haversine_known_distance() -> None:
     # one degree of latitude is about 111.2 km

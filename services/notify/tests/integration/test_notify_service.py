@@ -341,3 +341,57 @@ async def test_notify_end_to_end(
     log = notify.log()
     for pii in ("xiuying@example.org", "lin.xiaoming@example.org", "13812345678", "王秀英"):
         assert pii not in log
+
+
+async def test_delivery_repository_on_ferretdb(infra: Infra) -> None:
+    """The claim / lease / complete protocol against the real MongoDB-compatible server."""
+    from pymongo import AsyncMongoClient
+    from zhumeng_contracts.events import NotificationDelivered
+    from zhumeng_notify.adapters.mongo import MongoDeliveryRepository
+    from zhumeng_notify.domain.model import Cause, Delivery, Receipt
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.mongo.uri, tz_aware=True)
+    try:
+        woken: list[int] = []
+        coll = client[f"it{secrets.token_hex(4)}_notify"]["deliveries"]
+        repo = MongoDeliveryRepository(coll, on_events=lambda: woken.append(1))
+        await repo.ensure_indexes()
+        delivery = Delivery(
+            id="e1|res_1|email", recipient_id="res_1", role="requester", channel="email",
+            masked_address="x***@example.org", locale="zh-CN", subject="s", body="b",
+            cause=Cause("e1", "zhumeng.request.unmatched.v1", "req_1"),
+        )
+        lease = timedelta(seconds=30)
+        now = datetime.now(UTC).replace(microsecond=0)
+        first = await repo.claim(delivery, now, lease)
+        assert (first.kind, first.attempts) == ("send", 1)
+        busy = await repo.claim(delivery, now + timedelta(seconds=5), lease)
+        assert busy.kind == "busy" and busy.lease_until == now + lease
+        # the first sender "crashed"; after the lease another takes over as attempt 2
+        later = now + timedelta(seconds=31)
+        taken = await repo.claim(delivery, later, lease)
+        assert (taken.kind, taken.attempts) == ("send", 2)
+        await repo.release(delivery.id, 2, later, "ConnectionRefusedError: <address>")
+        again = await repo.claim(delivery, later, lease)
+        assert (again.kind, again.attempts) == ("send", 3)
+        event = NotificationDelivered(
+            delivery_id=delivery.id, cause_event_id="e1",
+            cause_event_type="zhumeng.request.unmatched.v1", recipient_id="res_1",
+            recipient_role="requester", channel="email", status="sent", delivered_at=later,
+        )
+        # the fenced-off attempt 2 cannot complete; attempt 3 can
+        assert not await repo.complete(delivery.id, 2, "sent", later, None, None, event)
+        receipt = Receipt("email", "<m@x>", later)
+        assert await repo.complete(delivery.id, 3, "sent", later, receipt, None, event)
+        assert woken == [1]
+        done = await repo.claim(delivery, later + timedelta(hours=1), lease)
+        assert (done.kind, done.status) == ("done", "sent")
+        doc = await coll.find_one({"_id": delivery.id})
+        assert doc is not None
+        assert doc["status"] == "sent" and doc["receipt"] == "<m@x>" and doc["has_outbox"]
+        assert [e["topic"] for e in doc["outbox"]] == ["notify.events.v1"]
+        items, cursor = await repo.page("res_1", None, 10, None)
+        assert [i["_id"] for i in items] == [delivery.id] and cursor is None
+        assert "outbox" not in items[0]
+    finally:
+        await client.close()

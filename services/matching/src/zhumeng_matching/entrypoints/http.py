@@ -7,7 +7,6 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.problems import NotFound
 
