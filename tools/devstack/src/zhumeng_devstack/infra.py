@@ -40,6 +40,8 @@ __all__ = [
     "InfraError",
     "KafkaServer",
     "cache_dir",
+    "SecantusDBServer",
+    "document_server",
     "ensure_ferretdb",
     "ensure_kafka_jars",
     "free_port",
@@ -629,6 +631,51 @@ class FerretDBServer(_Process):
 
     def stop(self, timeout: float = 10) -> None:
         super().stop(timeout)
+
+
+class SecantusDBServer(FerretDBServer):
+    """SecantusDB (PyPI, WiredTiger storage) as a standalone server on 127.0.0.1.
+
+    The default local document store: unlike FerretDB v1 its single-document updates are
+    atomic under concurrency, which the outbox and the atomic claims rely on (ADR 0003).
+    The server is the ``secantusd-py`` script installed with the project's Python packages.
+    """
+
+    name = "secantusdb"
+
+    def start(self) -> None:
+        script = Path(sys.executable).with_name("secantusd-py")
+        if not script.exists():
+            raise InfraError(f"{script} not found: run `uv sync` (secantusdb is a dependency)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(script),
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+            f"--storage-path={self.data_dir}",
+            "--standalone",
+            "--log-level=WARNING",
+        ]
+        self._launch(cmd, cwd=self.data_dir)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        super().wait_ready(timeout)
+
+
+DOCUMENT_SERVERS: dict[str, type[FerretDBServer]] = {
+    "secantusdb": SecantusDBServer,
+    "ferretdb": FerretDBServer,
+}
+
+
+def document_server(data_dir: Path, port: int, log_file: Path,
+                    kind: str | None = None) -> FerretDBServer:
+    """The MongoDB-compatible server to run locally: ``ZHUMENG_DOCDB`` = secantusdb (default)
+    or ferretdb (kept for comparison; its updates are not atomic, see ADR 0003)."""
+    kind = kind or os.environ.get("ZHUMENG_DOCDB", "secantusdb")
+    if kind not in DOCUMENT_SERVERS:
+        raise InfraError(f"ZHUMENG_DOCDB must be one of {sorted(DOCUMENT_SERVERS)}, not {kind!r}")
+    return DOCUMENT_SERVERS[kind](data_dir, port, log_file)
 
 
 # ---- minimal Mongo wire protocol (OP_MSG) ping, so devstack does not need pymongo ----------

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .infra import FerretDBServer, KafkaServer, ensure_ferretdb, ensure_kafka_jars, repo_root
+from .infra import KafkaServer, document_server, ensure_kafka_jars, repo_root
 from .mail import MailSink
 
 SERVICES: tuple[str, ...] = ("catalog", "requests", "matching", "notify")
@@ -134,7 +134,7 @@ class Platform:
         self.kafka = KafkaServer(
             d / "kafka", config.kafka_port, config.controller_port, d / "logs" / "kafka.log"
         )
-        self.mongo = FerretDBServer(d / "ferretdb", config.mongo_port, d / "logs" / "ferretdb.log")
+        self.mongo = document_server(d / "docdb", config.mongo_port, d / "logs" / "docdb.log")
         self.mail = MailSink(d / "mail", config.smtp_port)
         self.services: dict[str, ServiceProcess] = {}
 
@@ -147,11 +147,14 @@ class Platform:
 
         self.log("· Kafka jars (Maven Central, cached)")
         ensure_kafka_jars(self.log)
-        self.log("· FerretDB binary (Go toolchain, cached)")
-        ensure_ferretdb(self.log)
+        if self.mongo.name == "ferretdb":
+            from .infra import ensure_ferretdb
+
+            self.log("· FerretDB binary (Go toolchain, cached)")
+            ensure_ferretdb(self.log)
         self.log(f"· starting Kafka (KRaft) on 127.0.0.1:{self.config.kafka_port}")
         self.kafka.start()
-        self.log(f"· starting FerretDB (SQLite) on 127.0.0.1:{self.config.mongo_port}")
+        self.log(f"· starting {self.mongo.name} on 127.0.0.1:{self.config.mongo_port}")
         self.mongo.start()
         self.mongo.wait_ready()
         self.kafka.wait_ready()
