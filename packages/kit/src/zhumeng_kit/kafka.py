@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
+from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
 
@@ -17,6 +20,13 @@ from .outbox import Publisher
 log = logging.getLogger("zhumeng.kafka")
 TOPIC_ALREADY_EXISTS = 36
 DLQ_CONFIG = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+
+
+async def all_partitions(consumer: Any, topics: Iterable[str]) -> list[TopicPartition]:
+    """The partitions of these topics, from fresh cluster metadata (a consumer without a
+    subscription knows no partitions yet)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
 
 
 def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:

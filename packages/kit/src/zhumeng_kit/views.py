@@ -12,12 +12,13 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode
 from zhumeng_contracts.events import Event
 
 from .consumer import DeadLetters
+from .kafka import all_partitions
 
 log = logging.getLogger("zhumeng.views")
 
@@ -78,13 +79,7 @@ class CompactedTopicsReader:
         )
         await consumer.start()
         try:
-            parts = []
-            for topic in self._views:
-                found = consumer.partitions_for_topic(topic)
-                if not found:
-                    await consumer._client.force_metadata_update()  # topic just created
-                    found = consumer.partitions_for_topic(topic) or set()
-                parts += [TopicPartition(topic, p) for p in sorted(found)]
+            parts = await all_partitions(consumer, self._views)
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             targets = {tp: off for tp, off in (await consumer.end_offsets(parts)).items() if off}

@@ -1,9 +1,9 @@
-"""The catalog as a real process against a real local Kafka broker and FerretDB.
+"""The catalog as a real process against a real local Kafka broker and document server.
 
-Self-contained: the module starts its own Kafka and FerretDB on free ports in a temporary
-directory (so it never collides with other test sessions), creates the topics from the
-registry, runs `python -m zhumeng_catalog` as a subprocess and talks to it over HTTP, then
-reads what it published back from the compacted topics.
+Self-contained: the module starts its own Kafka and document server (SecantusDB by default)
+on free ports in a temporary directory (so it never collides with other test sessions),
+creates the topics from the registry, runs `python -m zhumeng_catalog` as a subprocess and
+talks to it over HTTP, then reads what it published back from the compacted topics.
 """
 
 from __future__ import annotations
@@ -24,15 +24,10 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from zhumeng_devstack.infra import (
-    FerretDBServer,
-    KafkaServer,
-    ensure_ferretdb,
-    ensure_kafka_jars,
-    free_port,
-)
+from zhumeng_devstack.infra import KafkaServer, document_server, ensure_kafka_jars, free_port
 from zhumeng_kit.auth import mint_token
 from zhumeng_kit.kafka import ensure_topics
+from zhumeng_kit.mongo import make_client
 from zhumeng_kit.problems import PROBLEM_JSON
 from zhumeng_kit.settings import DEV_JWT_SECRET
 
@@ -102,19 +97,19 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ensure_kafka_jars()
-    ensure_ferretdb()
     tmp = tmp_path_factory.mktemp("catalog_it")
     kafka = KafkaServer(tmp / "kafka", free_port(), free_port(), tmp / "kafka.log")
-    ferret = FerretDBServer(tmp / "ferretdb", free_port(), tmp / "ferretdb.log")
+    # SecantusDB by default (ZHUMENG_DOCDB): FerretDB v1's updates are not atomic (ADR 0003)
+    docdb = document_server(tmp / "docdb", free_port(), tmp / "docdb.log")
     started: list[Any] = []
     try:
-        for server in (kafka, ferret):
+        for server in (kafka, docdb):
             server.start()
             started.append(server)
         kafka.wait_ready()
-        ferret.wait_ready()
+        docdb.wait_ready()
         asyncio.run(ensure_topics(kafka.bootstrap))
-        s = Stack(kafka.bootstrap, ferret.uri, tmp, None)  # type: ignore[arg-type]
+        s = Stack(kafka.bootstrap, docdb.uri, tmp, None)  # type: ignore[arg-type]
         prefix = f"it{uuid.uuid4().hex[:10]}"
         s.catalog = CatalogProcess(s.catalog_env(prefix), tmp / "catalog.log")
         s.catalog.start()
@@ -149,7 +144,10 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[str, dict[str, st
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         out: list[tuple[str, dict[str, str], Any]] = []
-        while any(await consumer.position(tp) < end for tp, end in ends.items()):
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
             batch = await consumer.getmany(timeout_ms=1000)
             for records in batch.values():
                 for r in records:
@@ -165,20 +163,24 @@ async def end_offsets(bootstrap: str) -> dict[str, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        out = {}
-        for topic in CATALOG_TOPICS:
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            out[topic] = sum((await consumer.end_offsets(parts)).values())
-        return out
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(t, p) for t in CATALOG_TOPICS
+                 for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        return {t: sum(off for tp, off in ends.items() if tp.topic == t) for t in CATALOG_TOPICS}
     finally:
+        # aiokafka: stopping a consumer before its background task ever ran raises
+        # CancelledError; give it a turn of the loop first.
+        await asyncio.sleep(0.05)
         await consumer.stop()
 
 
 async def wait_for(
-    bootstrap: str, topic: str, key: str, version: int, timeout: float = 30
+    bootstrap: str, topic: str, key: str, version: int, within_s: float = 30
 ) -> list[tuple[str, dict[str, str], Any]]:
     """The records of `key` on `topic` once one with `version` arrived (the relay is async)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while True:
         mine = [r for r in await read_topic(bootstrap, topic) if r[0] == key]
         if any(r[2] and r[2].get("version") == version for r in mine):
@@ -186,6 +188,25 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"{key} v{version} never reached {topic}: {mine}")
         await asyncio.sleep(0.3)
+
+
+async def outbox_drained(mongo_uri: str, db_name: str, within_s: float = 180) -> None:
+    """Wait until the relay has published and removed every pending outbox entry."""
+    client = make_client(mongo_uri, "catalog-it")
+    try:
+        db = client[db_name]
+        deadline = time.monotonic() + within_s
+        while True:
+            pending = 0
+            for coll in ("places", "service_types", "volunteers", "teams"):
+                pending += await db[coll].count_documents({"has_outbox": True})
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pending} documents still have pending outbox entries")
+            await asyncio.sleep(0.5)
+    finally:
+        await client.close()
 
 
 def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
@@ -365,11 +386,8 @@ async def test_demo_seed_is_idempotent(stack: Stack) -> None:
             assert dentists
         await wait_for(stack.bootstrap, "catalog.volunteers.v1", "vol_0200", 1)
         await wait_for(stack.bootstrap, "catalog.teams.v1", "team_youth", 1)
-        for _ in range(50):  # let the relay drain
-            seeded = await end_offsets(stack.bootstrap)
-            await asyncio.sleep(0.5)
-            if seeded == await end_offsets(stack.bootstrap):
-                break
+        await outbox_drained(stack.mongo_uri, f"{prefix}_catalog")
+        seeded = await end_offsets(stack.bootstrap)
         assert seeded["catalog.contacts.v1"] - before["catalog.contacts.v1"] == 200
         assert seeded["catalog.service-types.v1"] - before["catalog.service-types.v1"] == 12
     finally:

@@ -90,8 +90,8 @@ def test_query_matches_equality_lists_text_ranges_and_activity() -> None:
 
 
 def _place(pid: str, kind: str, active: bool = True) -> Place:
-    return Place(id=pid, kind=kind, name_zh="x", name_en="x", active=active,  # type: ignore[arg-type]
-                 location={"lat": 25.5, "lon": 118.2})  # type: ignore[arg-type]
+    return Place(id=pid, kind=kind, name_zh="x", name_en="x", active=active,
+                 location={"lat": 25.5, "lon": 118.2})
 
 
 def test_place_lineage() -> None:

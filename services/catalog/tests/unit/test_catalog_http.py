@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from catalog_fakes import FakeRepository
 from fastapi import FastAPI
 from zhumeng_catalog.adapters.demo_data import demo_catalog, load_demo
+from zhumeng_catalog.adapters.memory_repository import InMemoryCatalogRepository as FakeRepository
 from zhumeng_catalog.app.use_cases import Catalog
 from zhumeng_catalog.entrypoints.http import build_router
 from zhumeng_catalog.settings import CatalogSettings

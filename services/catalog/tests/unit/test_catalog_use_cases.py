@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from catalog_fakes import FakeRepository
+from zhumeng_catalog.adapters.memory_repository import InMemoryCatalogRepository as FakeRepository
 from zhumeng_catalog.app.use_cases import Catalog
 from zhumeng_catalog.domain.models import (
     PlaceCreate,
@@ -50,7 +50,7 @@ def st(**over: Any) -> ServiceTypeCreate:
 
 async def places(catalog: Catalog) -> None:
     await catalog.create_place(PlaceCreate(id="pl_county", kind="county", name_zh="德化县",
-                                           name_en="Dehua", location={"lat": 25.49, "lon": 118.24}))  # type: ignore[arg-type]
+                                           name_en="Dehua", location={"lat": 25.49, "lon": 118.24}))
     for tid, lat, lon in (("pl_a", 25.49, 118.24), ("pl_b", 25.70, 118.33)):
         await catalog.create_place(PlaceCreate.model_validate(
             {"id": tid, "kind": "township", "name_zh": tid, "name_en": tid,

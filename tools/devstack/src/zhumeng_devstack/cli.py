@@ -7,6 +7,7 @@ tokens printed; Ctrl-C stops everything cleanly. A second run reuses caches and 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -30,6 +31,14 @@ def demo_tokens() -> dict[str, str]:
         "coordinator (county)": mint_token(secret, "coord_county", ["coordinator"]),
         "admin": mint_token(secret, "admin", ["admin"]),
     }
+
+
+def prepare() -> None:
+    from .infra import ensure_ferretdb, ensure_kafka_jars
+
+    ensure_kafka_jars(_say)
+    if os.environ.get("ZHUMENG_DOCDB") == "ferretdb":
+        ensure_ferretdb(_say)
 
 
 def up(fresh: bool) -> int:
@@ -79,9 +88,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start the platform and wait for Ctrl-C")
     p_up.add_argument("--fresh", action="store_true", help="wipe local data first")
+    sub.add_parser("prepare", help="fetch and build what the stack runs (cached)")
     args = parser.parse_args()
     if args.command == "up":
         sys.exit(up(args.fresh))
+    if args.command == "prepare":
+        prepare()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,29 @@ T = TypeVar("T")
 LOCAL = ZoneInfo("Asia/Shanghai")
 
 
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record on a topic right now, from the start (no consumer group)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from zhumeng_kit.kafka import all_partitions
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = await all_partitions(consumer, [topic])
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        records: list[Any] = []
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                records += batch
+        return records
+    finally:
+        await consumer.stop()
+
+
 def isolated_stack_config(data_dir: Path, seed_demo: bool = True) -> StackConfig:
     """A stack on free ports with its own data: tests never share the development data."""
     return StackConfig(

@@ -70,6 +70,13 @@ class MongoCatalogRepository:
             for name in _INDEXES.get(kind, []):
                 await coll.create_index([(name, ASCENDING)], name=f"by_{name}")
 
+    async def pending_outbox(self) -> int:
+        """How many documents still hold events the relay has not published yet."""
+        total = 0
+        for kind in COLLECTIONS:
+            total += await self._db[kind].count_documents({"has_outbox": True})
+        return total
+
     def _entries(self, events: list[Event]) -> list[Doc]:
         return [outbox_entry(e, source=SOURCE) for e in events]
 

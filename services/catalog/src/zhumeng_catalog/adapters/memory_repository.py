@@ -1,16 +1,21 @@
-"""An in-memory CatalogRepository: the same contract as the MongoDB adapter, no I/O."""
+"""An in-memory CatalogRepository: the same contract as the MongoDB adapter, no I/O.
+
+Used by the unit tests (as the fake for the repository port) and handy for demos; it also
+records what the outbox would publish, in write order.
+"""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from zhumeng_catalog.app.ports import KINDS, Kind, Stored
-from zhumeng_catalog.domain.rules import Query
 from zhumeng_contracts.events import Event
 
+from ..app.ports import KINDS, Kind, Stored
+from ..domain.rules import Query
 
-class FakeRepository:
+
+class InMemoryCatalogRepository:
     def __init__(self) -> None:
         self.docs: dict[Kind, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
         self.revs: dict[Kind, dict[str, int]] = {k: {} for k in KINDS}
