@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import isolated_stack_config
 

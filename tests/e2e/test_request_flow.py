@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import bearer, eventually, request_body
 
@@ -21,8 +20,9 @@ ADMIN = bearer("admin_e2e", "admin")
 async def test_posted_request_is_assigned_and_both_people_are_emailed(platform: Platform) -> None:
     body = request_body("haircut", "pl_longxun_v1", email="lin.e2e@example.org")
     async with httpx.AsyncClient(base_url=platform.url("requests"), timeout=10) as requests_api:
-        posted = await requests_api.post("/v1/requests", json=body,
-                                         headers={**RESIDENT, "Idempotency-Key": "e2e-1"})
+        posted = await requests_api.post(
+            "/v1/requests", json=body, headers={**RESIDENT, "Idempotency-Key": "e2e-1"}
+        )
         assert posted.status_code == 201, posted.text
         request_id = posted.json()["id"]
 
@@ -30,7 +30,7 @@ async def test_posted_request_is_assigned_and_both_people_are_emailed(platform: 
             doc = (await requests_api.get(f"/v1/requests/{request_id}", headers=RESIDENT)).json()
             return doc if doc["status"] != "posted" else None
 
-        doc = await eventually(assigned, timeout=60, what="a matching outcome")
+        doc = await eventually(assigned, within=60, what="a matching outcome")
     assert doc["status"] == "assigned", doc
     assignment = doc["assignment"]
     volunteer_id = assignment["volunteer_id"]
@@ -41,13 +41,17 @@ async def test_posted_request_is_assigned_and_both_people_are_emailed(platform: 
     assert decision["volunteer_id"] == volunteer_id and decision["state"] == "assigned"
 
     async with httpx.AsyncClient(base_url=platform.url("notify"), timeout=10) as notify_api:
+
         async def both_sent() -> list[dict[str, Any]] | None:
-            page = (await notify_api.get("/v1/notifications", params={"request_id": request_id},
-                                         headers=ADMIN)).json()
+            page = (
+                await notify_api.get(
+                    "/v1/notifications", params={"request_id": request_id}, headers=ADMIN
+                )
+            ).json()
             sent = [n for n in page["items"] if n["status"] == "sent"]
             return sent if len(sent) == 2 else None
 
-        sent = await eventually(both_sent, timeout=60, what="two sent notifications")
+        sent = await eventually(both_sent, within=60, what="two sent notifications")
         mine = (await notify_api.get("/v1/notifications", headers=RESIDENT)).json()["items"]
     assert {n["role"] for n in sent} == {"requester", "volunteer"}
     assert {n["recipient_id"] for n in sent} == {"res_e2e", volunteer_id}
@@ -56,11 +60,14 @@ async def test_posted_request_is_assigned_and_both_people_are_emailed(platform: 
     assert [n["request_id"] for n in mine] == [request_id]  # a resident sees only their own
 
     async def emails() -> list[Any] | None:
-        got = [m for m in platform.mail.received()
-               if request_id in str(m.get("Message-ID", "")) or request_id in m.get_content()]
+        got = [
+            m
+            for m in platform.mail.received()
+            if request_id in str(m.get("Message-ID", "")) or request_id in m.get_content()
+        ]
         return got if len(got) >= 2 else None
 
-    mails = await eventually(emails, timeout=30, what="two emails at the SMTP server")
+    mails = await eventually(emails, within=30, what="two emails at the SMTP server")
     recipients = sorted(str(m["To"]) for m in mails)
     assert "lin.e2e@example.org" in recipients
     assert any(r.endswith("@volunteers.zhumeng.example") for r in recipients)
@@ -74,14 +81,20 @@ async def test_bad_input_gets_problem_details_and_nothing_is_posted(platform: Pl
         bad_token = await api.get("/v1/requests", headers={"Authorization": "Bearer nonsense"})
         assert bad_token.status_code == 401
         unknown = await api.post(
-            "/v1/requests", json=request_body("teleportation", "pl_longxun_v1"),
-            headers={**RESIDENT, "Idempotency-Key": "bad-1"})
+            "/v1/requests",
+            json=request_body("teleportation", "pl_longxun_v1"),
+            headers={**RESIDENT, "Idempotency-Key": "bad-1"},
+        )
         assert unknown.status_code == 422
-        no_key = await api.post("/v1/requests", json=request_body("haircut", "pl_longxun_v1"),
-                                headers=RESIDENT)
+        no_key = await api.post(
+            "/v1/requests", json=request_body("haircut", "pl_longxun_v1"), headers=RESIDENT
+        )
         assert no_key.status_code == 400
-        invalid = await api.post("/v1/requests", json={"service_type_id": 7},
-                                 headers={**RESIDENT, "Idempotency-Key": "bad-2"})
+        invalid = await api.post(
+            "/v1/requests",
+            json={"service_type_id": 7},
+            headers={**RESIDENT, "Idempotency-Key": "bad-2"},
+        )
         assert invalid.status_code == 422
         for response in (no_token, bad_token, unknown, no_key, invalid):
             assert response.headers["content-type"] == "application/problem+json"

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
-
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import bearer, eventually, read_topic, request_body
 
@@ -28,8 +27,13 @@ async def catalog_items(api: httpx.AsyncClient, path: str, **params: Any) -> lis
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = (await api.get(path, params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})},
-                              headers=ADMIN)).json()
+        page = (
+            await api.get(
+                path,
+                params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})},
+                headers=ADMIN,
+            )
+        ).json()
         items += page["items"]
         cursor = page.get("next_cursor")
         if not cursor:
@@ -63,8 +67,9 @@ async def test_kill_matching_mid_stream(platform: Platform) -> None:
         body = request_body(kind, village, email=f"fault{i}@example.org")
         for _ in range(20):  # the requests service is up; retry only transport hiccups
             try:
-                r = await client.post("/v1/requests", json=body,
-                                      headers={**who, "Idempotency-Key": f"fault-{i}"})
+                r = await client.post(
+                    "/v1/requests", json=body, headers={**who, "Idempotency-Key": f"fault-{i}"}
+                )
             except httpx.TransportError:
                 await asyncio.sleep(0.5)
                 continue
@@ -99,8 +104,9 @@ async def test_kill_matching_mid_stream(platform: Platform) -> None:
                 statuses[rid] = doc["status"]
             return statuses if "posted" not in statuses.values() else None
 
-        statuses = await eventually(all_decided, timeout=240, interval=2,
-                                    what="every request to reach an outcome")
+        statuses = await eventually(
+            all_decided, within=240, interval=2, what="every request to reach an outcome"
+        )
 
     ids = set(request_ids.values())
     # 1. exactly one outcome per request (a republished event keeps its id: same outcome)
@@ -129,18 +135,22 @@ async def test_kill_matching_mid_stream(platform: Platform) -> None:
         expected = {rid: 2 if rid in assigned else 1 for rid in ids}
 
         async def delivered() -> list[dict[str, Any]] | None:
-            docs = await deliveries_coll.find({"request_id": {"$in": list(ids)},
-                                               "status": "sent"}).to_list()
+            docs = await deliveries_coll.find(
+                {"request_id": {"$in": list(ids)}, "status": "sent"}
+            ).to_list()
             per_request = Counter(d["request_id"] for d in docs)
             return docs if per_request == Counter(expected) else None
 
-        docs = await eventually(delivered, timeout=240, interval=2, what="all notifications")
+        docs = await eventually(delivered, within=240, interval=2, what="all notifications")
     finally:
         await mongo.close()
     assert len({(d["request_id"], d["recipient_id"], d["channel"]) for d in docs}) == len(docs)
-    mails = [m for m in platform.mail.received()
-             if any(rid in str(m.get("Message-ID", "")) for rid in ids)
-             or any(f"fault{i}@example.org" == str(m["To"]) for i in request_ids)]
+    mails = [
+        m
+        for m in platform.mail.received()
+        if any(rid in str(m.get("Message-ID", "")) for rid in ids)
+        or any(f"fault{i}@example.org" == str(m["To"]) for i in request_ids)
+    ]
     message_ids = Counter(str(m["Message-ID"]) for m in mails)
     assert message_ids and max(message_ids.values()) == 1
     to_requesters = Counter(str(m["To"]) for m in mails if str(m["To"]).startswith("fault"))

@@ -11,7 +11,6 @@ import pytest
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
-
 from zhumeng_devstack.stack import Platform
 
 pytestmark = pytest.mark.integration
@@ -31,11 +30,16 @@ async def test_conditional_update_has_exactly_as_many_winners_as_room(
 ) -> None:
     for trial in range(3):
         await coll.insert_one({"_id": f"slots{trial}", "taken": 0})
-        results = await asyncio.gather(*(
-            coll.find_one_and_update({"_id": f"slots{trial}", "taken": {"$lt": 3}},
-                                     {"$inc": {"taken": 1}}, return_document=ReturnDocument.AFTER)
-            for _ in range(50)
-        ))
+        results = await asyncio.gather(
+            *(
+                coll.find_one_and_update(
+                    {"_id": f"slots{trial}", "taken": {"$lt": 3}},
+                    {"$inc": {"taken": 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+                for _ in range(50)
+            )
+        )
         winners = [r for r in results if r is not None]
         assert len(winners) == 3
         assert sorted(int(str(r["taken"])) for r in winners) == [1, 2, 3]
@@ -57,8 +61,7 @@ async def test_push_is_not_lost_beside_a_concurrent_compare_and_set(
         for _ in range(30):
             doc = await coll.find_one({"_id": "agg"}) or {}
             sent = list(doc.get("outbox", []))  # type: ignore[call-overload]
-            res = await coll.update_one({"_id": "agg", "_v": doc["_v"]},
-                                        {"$set": {"outbox": []}})
+            res = await coll.update_one({"_id": "agg", "_v": doc["_v"]}, {"$set": {"outbox": []}})
             cleared += len(sent) if res.modified_count else 0
             await asyncio.sleep(0)
         return cleared

@@ -1,4 +1,5 @@
-"""Integration tests: real Kafka and FerretDB processes on free loopback ports in a tmp dir."""
+"""Integration tests: real Kafka and document-server processes on free loopback ports in a tmp
+dir (the document server is the configured one: SecantusDB unless ZHUMENG_DOCDB says ferretdb)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from zhumeng_devstack.infra import (
     FerretDBServer,
     InfraError,
     KafkaServer,
-    ensure_ferretdb,
+    document_server,
     ensure_kafka_jars,
     free_port,
     wire_ping,
@@ -30,11 +31,6 @@ def kafka_jars() -> Path:
     return ensure_kafka_jars()
 
 
-@pytest.fixture(scope="module")
-def ferretdb_bin() -> Path:
-    return ensure_ferretdb()
-
-
 @pytest.fixture
 def kafka(tmp_path: Path, kafka_jars: Path) -> Iterator[KafkaServer]:
     srv = KafkaServer(tmp_path / "kafka", free_port(), free_port(), tmp_path / "kafka.log")
@@ -47,8 +43,8 @@ def kafka(tmp_path: Path, kafka_jars: Path) -> Iterator[KafkaServer]:
 
 
 @pytest.fixture
-def ferretdb(tmp_path: Path, ferretdb_bin: Path) -> Iterator[FerretDBServer]:
-    srv = FerretDBServer(tmp_path / "ferretdb", free_port(), tmp_path / "ferretdb.log")
+def docdb(tmp_path: Path) -> Iterator[FerretDBServer]:
+    srv = document_server(tmp_path / "docdb", free_port(), tmp_path / "docdb.log")
     srv.start()
     try:
         srv.wait_ready()
@@ -57,9 +53,8 @@ def ferretdb(tmp_path: Path, ferretdb_bin: Path) -> Iterator[FerretDBServer]:
         srv.stop()
 
 
-def test_ensure_is_idempotent(kafka_jars: Path, ferretdb_bin: Path) -> None:
+def test_ensure_is_idempotent(kafka_jars: Path) -> None:
     assert ensure_kafka_jars() == kafka_jars
-    assert ensure_ferretdb() == ferretdb_bin
     assert any(p.name.startswith("kafka_2.13-") for p in kafka_jars.iterdir())
 
 
@@ -135,10 +130,10 @@ def test_kafka_wait_ready_reports_death(tmp_path: Path, kafka_jars: Path) -> Non
         first.stop()
 
 
-def test_ferretdb_ping_and_restart(tmp_path: Path, ferretdb_bin: Path) -> None:
-    data = tmp_path / "ferretdb"
+def test_document_server_ping_and_restart(tmp_path: Path) -> None:
+    data = tmp_path / "docdb"
     for _ in range(2):
-        srv = FerretDBServer(data, free_port(), tmp_path / "ferretdb.log")
+        srv = document_server(data, free_port(), tmp_path / "docdb.log")
         srv.start()
         try:
             srv.wait_ready()
@@ -150,11 +145,11 @@ def test_ferretdb_ping_and_restart(tmp_path: Path, ferretdb_bin: Path) -> None:
 
 
 @pytest.mark.skipif(not HAS_PYMONGO, reason="pymongo not installed")
-async def test_ferretdb_insert_find(ferretdb: FerretDBServer) -> None:
+async def test_document_server_insert_find(docdb: FerretDBServer) -> None:
     from pymongo import AsyncMongoClient, ReturnDocument
     from pymongo.errors import DuplicateKeyError
 
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(ferretdb.uri)
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(docdb.uri)
     try:
         col = client["zhumeng_test"]["things"]
         await col.insert_one({"_id": "a", "n": 0, "tags": ["x"]})

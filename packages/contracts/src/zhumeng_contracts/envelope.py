@@ -101,7 +101,9 @@ def decode(meta: EventMeta, body: bytes) -> Event:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise EnvelopeError(f"{meta.type} payload invalid: {exc.errors(include_url=False)}") from exc
+        raise EnvelopeError(
+            f"{meta.type} payload invalid: {exc.errors(include_url=False)}"
+        ) from exc
 
 
 def to_structured(meta: EventMeta, event: Event) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .compat import breaking_changes
 from .events import ALL_EVENTS, Event
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -34,15 +35,31 @@ def rendered() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="rewrite the committed schemas")
+    parser.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="write even a breaking change (make a new vN type instead)",
+    )
     args = parser.parse_args()
-    stale = []
+    stale, breaking = [], []
     for name, text in rendered().items():
         path = SCHEMA_DIR / name
-        if args.write:
-            path.write_text(text, encoding="utf-8")
-        elif not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(name)
-    if stale:
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old == text:
+            continue
+        stale.append(name)
+        if old is not None:
+            breaking += [
+                f"{name}: {p}" for p in breaking_changes(json.loads(old), json.loads(text))
+            ]
+    if breaking and not args.allow_breaking:
+        raise SystemExit(
+            "breaking schema changes (publish a new vN type instead):\n  " + "\n  ".join(breaking)
+        )
+    if args.write:
+        for name, text in rendered().items():
+            (SCHEMA_DIR / name).write_text(text, encoding="utf-8")
+    elif stale:
         raise SystemExit(f"stale schemas (run with --write): {', '.join(stale)}")
 
 

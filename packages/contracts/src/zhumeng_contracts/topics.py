@@ -58,7 +58,9 @@ def dlq_name(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-def _catalog(name: str, event: type[Event], consumers: tuple[str, ...], pii: bool = False) -> TopicSpec:
+def _catalog(
+    name: str, event: type[Event], consumers: tuple[str, ...], pii: bool = False
+) -> TopicSpec:
     return TopicSpec(
         name=name,
         key="entity id",
@@ -74,9 +76,9 @@ def _catalog(name: str, event: type[Event], consumers: tuple[str, ...], pii: boo
 
 TOPICS: tuple[TopicSpec, ...] = (
     _catalog("catalog.service-types.v1", ServiceTypeRecord, ("requests", "matching", "notify")),
-    _catalog("catalog.places.v1", PlaceRecord, ("requests", "matching")),
-    _catalog("catalog.volunteers.v1", VolunteerRecord, ("matching", "notify")),
-    _catalog("catalog.teams.v1", TeamRecord, ("matching",)),
+    _catalog("catalog.places.v1", PlaceRecord, ("requests",)),
+    _catalog("catalog.volunteers.v1", VolunteerRecord, ("matching",)),
+    _catalog("catalog.teams.v1", TeamRecord, ()),  # team requests: a later issue
     _catalog("catalog.contacts.v1", ContactRecord, ("notify",), pii=True),
     TopicSpec(
         name="requests.events.v1",
@@ -84,7 +86,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         partitions=6,
         compacted=False,
         producers=("requests",),
-        consumers=("matching", "notify"),
+        consumers=("matching",),
         events=(RequestPosted,),
         description="the Request aggregate's events",
     ),

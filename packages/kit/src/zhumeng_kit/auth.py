@@ -2,7 +2,6 @@
 # No `from __future__ import annotations`: FastAPI must resolve `checked`'s dependency at
 # definition time.
 
-
 import argparse
 import time
 from collections.abc import Callable, Coroutine
@@ -47,7 +46,11 @@ def mint_token(
         raise ValueError(f"unknown roles: {sorted(unknown)}")
     now = int(time.time())
     claims: dict[str, Any] = {
-        "sub": subject, "roles": roles, "iss": issuer, "iat": now, "exp": now + ttl_s,
+        "sub": subject,
+        "roles": roles,
+        "iss": issuer,
+        "iat": now,
+        "exp": now + ttl_s,
     }
     if township:
         claims["township"] = township
@@ -57,7 +60,10 @@ def mint_token(
 def verify_token(token: str, secret: str, issuer: str = "zhumeng") -> Principal:
     try:
         claims = jwt.decode(
-            token, secret, algorithms=["HS256"], issuer=issuer,
+            token,
+            secret,
+            algorithms=["HS256"],
+            issuer=issuer,
             options={"require": ["sub", "exp", "iss"]},
         )
     except jwt.ExpiredSignatureError as exc:
@@ -102,5 +108,13 @@ def token_cli() -> None:
     parser.add_argument("--ttl", type=int, default=12 * 3600, help="seconds")
     args = parser.parse_args()
     settings = ServiceSettings()
-    print(mint_token(settings.jwt_secret, args.subject, args.role, args.township, args.ttl,
-                     settings.jwt_issuer))
+    print(
+        mint_token(
+            settings.jwt_secret,
+            args.subject,
+            args.role,
+            args.township,
+            args.ttl,
+            settings.jwt_issuer,
+        )
+    )

@@ -11,11 +11,10 @@ Handlers must be idempotent: a message may arrive again after a crash or rebalan
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode
 from zhumeng_contracts.events import Event
 from zhumeng_contracts.topics import dlq_name
@@ -47,23 +46,28 @@ class DeadLetters:
         self.sent = 0
 
     async def send(self, record: Record, reason: str, error: str, attempts: int) -> None:
-        headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
-                   for k, v in (record.headers or [])}
-        headers.update({
-            "dlq-reason": reason,
-            "dlq-error": error[:1000],
-            "dlq-attempts": str(attempts),
-            "dlq-origin-topic": record.topic,
-            "dlq-origin-partition": str(record.partition),
-            "dlq-origin-offset": str(record.offset),
-            "dlq-consumer": self._consumer,
-        })
+        headers = {
+            k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+            for k, v in (record.headers or [])
+        }
+        headers.update(
+            {
+                "dlq-reason": reason,
+                "dlq-error": error[:1000],
+                "dlq-attempts": str(attempts),
+                "dlq-origin-topic": record.topic,
+                "dlq-origin-partition": str(record.partition),
+                "dlq-origin-offset": str(record.offset),
+                "dlq-consumer": self._consumer,
+            }
+        )
         await self._broker.publish(
             record.value or b"", topic=dlq_name(record.topic), key=record.key, headers=headers
         )
         self.sent += 1
-        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition,
-                    record.offset, reason)
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
+        )
 
 
 class EventRunner:
@@ -122,6 +126,7 @@ def subscribe(
     **options: Any,
 ) -> None:
     """Register a consumer-group subscriber whose offsets are committed only after processing."""
+
     async def raw_body(msg: Any) -> Any:
         # The runner decodes the record itself. FastStream's default decoder would parse a
         # `content-type: application/json` body before the handler runs: a body that is not
@@ -138,9 +143,9 @@ def subscribe(
         **options,
     )
 
-    @sub
+    @sub  # type: ignore[untyped-decorator]  # FastStream's decorator is untyped
     async def on_record(msg: KafkaMessage) -> None:
-        await runner.process(msg.raw_message)
+        await runner.process(cast(Record, msg.raw_message))  # one record: not a batch subscriber
 
 
 # Idempotency helpers for handlers: record applied event ids in the same single-document

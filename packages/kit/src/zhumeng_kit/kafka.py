@@ -11,7 +11,6 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
-
 from zhumeng_contracts.topics import TOPICS
 
 from .mongo import Doc
@@ -26,14 +25,19 @@ async def all_partitions(consumer: Any, topics: Iterable[str]) -> list[TopicPart
     """The partitions of these topics, from fresh cluster metadata (a consumer without a
     subscription knows no partitions yet)."""
     cluster = await consumer._client.fetch_all_metadata()
-    return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+    return [
+        TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())
+    ]
 
 
 def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
     # Idempotent producer with acks=all: a retried send never duplicates or reorders
     # within a partition (DESIGN §4).
     return KafkaBroker(
-        bootstrap, client_id=client_id, enable_idempotence=True, acks="all",
+        bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
         logger=logging.getLogger(f"faststream.{client_id}"),
     )
 
@@ -83,13 +87,16 @@ async def ensure_topics(bootstrap: str, partitions_override: int | None = None) 
         await admin.close()
 
 
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30) -> None:
+async def _wait_for_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30
+) -> None:
     """New partitions take a moment to get a leader; producing before that only logs errors."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while names and asyncio.get_running_loop().time() < deadline:
         described = await admin.describe_topics(names)
         if all(
-            t.get("error_code", 0) == 0 and t.get("partitions")
+            t.get("error_code", 0) == 0
+            and t.get("partitions")
             and all(p.get("leader", -1) >= 0 for p in t["partitions"])
             for t in described
         ):

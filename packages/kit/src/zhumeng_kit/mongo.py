@@ -13,7 +13,10 @@ Doc = dict[str, Any]
 
 def make_client(uri: str, app_name: str) -> AsyncMongoClient[Doc]:
     return AsyncMongoClient(
-        uri, appname=app_name, tz_aware=True, serverSelectionTimeoutMS=5000,
+        uri,
+        appname=app_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=5000,
         connectTimeoutMS=3000,
     )
 

@@ -14,6 +14,7 @@ consumers are idempotent by event id, so that is harmless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -23,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-
 from zhumeng_contracts.envelope import EventMeta, encode
 from zhumeng_contracts.events import Event
 
@@ -133,19 +133,19 @@ class OutboxRelay:
             except Exception:
                 log.exception("outbox relay pass failed; retrying")
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
-            except TimeoutError:
-                pass
 
     async def relay_once(self) -> int:
         """One pass over every collection; returns how many events went out."""
         total = 0
         for name in self._collections:
             coll = self._db[name]
-            docs = await coll.find(
-                {"has_outbox": True}, {"outbox": 1, "_v": 1}
-            ).limit(self._batch).to_list()
+            docs = (
+                await coll.find({"has_outbox": True}, {"outbox": 1, "_v": 1})
+                .limit(self._batch)
+                .to_list()
+            )
             entries = [e for d in docs for e in d.get("outbox", [])]
             if not entries:
                 continue
@@ -169,4 +169,3 @@ class OutboxRelay:
             if res.matched_count:
                 return
             current = await coll.find_one({"_id": doc["_id"]}, {"outbox": 1, "_v": 1})
-

@@ -80,7 +80,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return problem_response(
-            request, 422, "validation", "Invalid request", "the request did not validate",
+            request,
+            422,
+            "validation",
+            "Invalid request",
+            "the request did not validate",
             errors=errors,
         )
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-
 from zhumeng_contracts.events import Event
 
 from .consumer import DeadLetters, EventRunner, Handler, subscribe
@@ -57,7 +56,9 @@ class ServiceRuntime:
 
     def outbox_relay(self, collections: list[str]) -> OutboxRelay:
         relay = OutboxRelay(
-            self.db, collections, BrokerPublisher(self.broker),
+            self.db,
+            collections,
+            BrokerPublisher(self.broker),
             poll_interval_s=self.settings.relay_poll_ms / 1000,
         )
         self.in_background(relay.run)
@@ -80,7 +81,9 @@ class ServiceRuntime:
     def views(self, views: dict[str, View[Any]]) -> CompactedTopicsReader:
         """Catalog views; the service is ready, and its subscribers start, once they loaded."""
         reader = CompactedTopicsReader(
-            self.settings.kafka_bootstrap, views, f"zhumeng-{self.name}-views",
+            self.settings.kafka_bootstrap,
+            views,
+            f"zhumeng-{self.name}-views",
             DeadLetters(self.broker, f"zhumeng-{self.name}-views"),
         )
         self.in_background(reader.run)
@@ -148,8 +151,11 @@ def create_app(runtime: ServiceRuntime, routers: list[APIRouter], title: str) ->
         checks = await runtime.readiness()
         ready = all(checks.values())
         return JSONResponse(
-            {"status": "ready" if ready else "not-ready", "service": runtime.name,
-             "checks": checks},
+            {
+                "status": "ready" if ready else "not-ready",
+                "service": runtime.name,
+                "checks": checks,
+            },
             status_code=200 if ready else 503,
         )
 
@@ -161,5 +167,10 @@ def create_app(runtime: ServiceRuntime, routers: list[APIRouter], title: str) ->
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port,
-                log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )

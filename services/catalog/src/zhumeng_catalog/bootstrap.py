@@ -26,6 +26,7 @@ def build(settings: CatalogSettings) -> FastAPI:
     catalog = Catalog(repo)
     runtime.on_startup(repo.ensure_indexes)
     if settings.seed_demo:
+
         async def seed() -> None:
             started = time.monotonic()
             counts = await load_demo(catalog)
@@ -35,8 +36,12 @@ def build(settings: CatalogSettings) -> FastAPI:
             while (pending := await repo.pending_outbox()) and time.monotonic() < deadline:
                 relay.wake()
                 await asyncio.sleep(0.2)
-            log.info("demo catalog loaded in %.1fs: %s (%d documents left to relay)",
-                     time.monotonic() - started, counts, pending)
+            log.info(
+                "demo catalog loaded in %.1fs: %s (%d documents left to relay)",
+                time.monotonic() - started,
+                counts,
+                pending,
+            )
 
         runtime.on_startup(seed)
     app = create_app(runtime, [build_router(catalog, settings)], "Zhumeng catalog")

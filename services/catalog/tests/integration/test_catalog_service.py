@@ -33,8 +33,13 @@ from zhumeng_kit.settings import DEV_JWT_SECRET
 
 pytestmark = pytest.mark.integration
 
-CATALOG_TOPICS = ("catalog.service-types.v1", "catalog.places.v1", "catalog.volunteers.v1",
-                  "catalog.teams.v1", "catalog.contacts.v1")
+CATALOG_TOPICS = (
+    "catalog.service-types.v1",
+    "catalog.places.v1",
+    "catalog.volunteers.v1",
+    "catalog.teams.v1",
+    "catalog.contacts.v1",
+)
 ADMIN = {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'adm_it', ['admin'])}"}
 COORD = {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'co_it', ['coordinator'])}"}
 RESIDENT = {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'res_it', ['resident'])}"}
@@ -54,8 +59,12 @@ class CatalogProcess:
     def start(self, timeout: float = 120) -> None:
         log = open(self.log_file, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zhumeng_catalog"], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "zhumeng_catalog"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -89,9 +98,14 @@ class Stack:
     catalog: CatalogProcess
 
     def catalog_env(self, prefix: str, **extra: str) -> dict[str, str]:
-        return {"ZHUMENG_KAFKA_BOOTSTRAP": self.bootstrap, "ZHUMENG_MONGO_URI": self.mongo_uri,
-                "ZHUMENG_MONGO_DB_PREFIX": prefix, "ZHUMENG_ENVIRONMENT": "test",
-                "ZHUMENG_RELAY_POLL_MS": "50", **extra}
+        return {
+            "ZHUMENG_KAFKA_BOOTSTRAP": self.bootstrap,
+            "ZHUMENG_MONGO_URI": self.mongo_uri,
+            "ZHUMENG_MONGO_DB_PREFIX": prefix,
+            "ZHUMENG_ENVIRONMENT": "test",
+            "ZHUMENG_RELAY_POLL_MS": "50",
+            **extra,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +144,28 @@ async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 async def read_topic(bootstrap: str, topic: str) -> list[tuple[str, dict[str, str], Any]]:
     """Everything on a topic right now: (key, headers, decoded JSON value)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p)
-                 for p in sorted(consumer.partitions_for_topic(topic) or set())]
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())
+        ]
         if not parts:
             await consumer._client.force_metadata_update()
-            parts = [TopicPartition(topic, p)
-                     for p in sorted(consumer.partitions_for_topic(topic) or set())]
+            parts = [
+                TopicPartition(topic, p)
+                for p in sorted(consumer.partitions_for_topic(topic) or set())
+            ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         out: list[tuple[str, dict[str, str], Any]] = []
+
         async def behind() -> bool:
             return any([await consumer.position(tp) < end for tp, end in ends.items()])
 
@@ -164,8 +186,11 @@ async def end_offsets(bootstrap: str) -> dict[str, int]:
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
-        parts = [TopicPartition(t, p) for t in CATALOG_TOPICS
-                 for p in consumer.partitions_for_topic(t) or ()]
+        parts = [
+            TopicPartition(t, p)
+            for t in CATALOG_TOPICS
+            for p in consumer.partitions_for_topic(t) or ()
+        ]
         consumer.assign(parts)
         ends = await consumer.end_offsets(parts)
         return {t: sum(off for tp, off in ends.items() if tp.topic == t) for t in CATALOG_TOPICS}
@@ -230,45 +255,72 @@ async def test_no_or_bad_token_is_401(http: httpx.AsyncClient) -> None:
     assert_problem(await http.get("/v1/places"), 401)
     assert_problem(await http.get("/v1/places", headers={"Authorization": "Bearer nope"}), 401)
     forged = mint_token("another-secret-that-is-long-enough-000", "x", ["admin"])
-    assert_problem(await http.get("/v1/places", headers={"Authorization": f"Bearer {forged}"}),
-                   401)
+    assert_problem(await http.get("/v1/places", headers={"Authorization": f"Bearer {forged}"}), 401)
     assert_problem(await http.post("/v1/places", json={}, headers=RESIDENT), 403)
 
 
-async def test_create_and_publish_through_the_outbox(
-    http: httpx.AsyncClient, stack: Stack
-) -> None:
-    town = {"id": "pl_it_town", "kind": "township", "name_zh": "测试镇", "name_en": "Testtown",
-            "location": {"lat": 25.5, "lon": 118.25}}
-    village = {"id": "pl_it_town_v1", "kind": "village", "name_zh": "测试村",
-               "name_en": "Test village", "parent_id": "pl_it_town",
-               "location": {"lat": 25.52, "lon": 118.27}}
+async def test_create_and_publish_through_the_outbox(http: httpx.AsyncClient, stack: Stack) -> None:
+    town = {
+        "id": "pl_it_town",
+        "kind": "township",
+        "name_zh": "测试镇",
+        "name_en": "Testtown",
+        "location": {"lat": 25.5, "lon": 118.25},
+    }
+    village = {
+        "id": "pl_it_town_v1",
+        "kind": "village",
+        "name_zh": "测试村",
+        "name_en": "Test village",
+        "parent_id": "pl_it_town",
+        "location": {"lat": 25.52, "lon": 118.27},
+    }
     for body in (town, village):
         resp = await http.post("/v1/places", json=body, headers=COORD)
         assert resp.status_code == 201, resp.text
     assert (await http.get("/v1/places/pl_it_town_v1", headers=RESIDENT)).json()[
-        "township_id"] == "pl_it_town"
+        "township_id"
+    ] == "pl_it_town"
 
-    st = {"id": "it_haircut", "name_zh": "义务理发", "name_en": "Free haircut",
-          "category": "personal_care", "required_skills": ["haircut"],
-          "default_duration_min": 45, "target_claim_min": 60}
+    st = {
+        "id": "it_haircut",
+        "name_zh": "义务理发",
+        "name_en": "Free haircut",
+        "category": "personal_care",
+        "required_skills": ["haircut"],
+        "default_duration_min": 45,
+        "target_claim_min": 60,
+    }
     resp = await http.post("/v1/service-types", json=st, headers=COORD)
     assert resp.status_code == 201, resp.text
 
-    vol = {"id": "vol_it_1", "name": "林美华", "display_name": "美华", "phone": "13800000001",
-           "email": "vol_it_1@volunteers.zhumeng.example", "skills": ["haircut", "driving"],
-           "home_place_id": "pl_it_town_v1", "radius_km": 15, "capacity": 2,
-           "availability": [{"weekday": 0, "start": "08:00", "end": "20:00"}],
-           "languages": ["mandarin", "minnan"]}
+    vol = {
+        "id": "vol_it_1",
+        "name": "林美华",
+        "display_name": "美华",
+        "phone": "13800000001",
+        "email": "vol_it_1@volunteers.zhumeng.example",
+        "skills": ["haircut", "driving"],
+        "home_place_id": "pl_it_town_v1",
+        "radius_km": 15,
+        "capacity": 2,
+        "availability": [{"weekday": 0, "start": "08:00", "end": "20:00"}],
+        "languages": ["mandarin", "minnan"],
+    }
     resp = await http.post("/v1/volunteers", json=vol, headers=COORD)
     assert resp.status_code == 201, resp.text
     shown = resp.json()
     assert shown["phone"] == "138****0001" and shown["email"].startswith("v***@")
     assert shown["home"] == {"lat": 25.52, "lon": 118.27}
     assert shown["township_id"] == "pl_it_town"
-    mine = (await http.get("/v1/volunteers/vol_it_1",
-                           headers={"Authorization": "Bearer " + mint_token(
-                               DEV_JWT_SECRET, "vol_it_1", ["volunteer"])})).json()
+    mine = (
+        await http.get(
+            "/v1/volunteers/vol_it_1",
+            headers={
+                "Authorization": "Bearer " + mint_token(DEV_JWT_SECRET, "vol_it_1", ["volunteer"])
+            },
+        )
+    ).json()
     assert mine["phone"] == "13800000001"
 
     resp = await http.patch("/v1/volunteers/vol_it_1", json={"radius_km": 25}, headers=COORD)
@@ -300,7 +352,8 @@ async def test_create_and_publish_through_the_outbox(
     team = {"id": "team_it", "name": "IT barbers", "member_ids": ["vol_it_1"]}
     assert (await http.post("/v1/teams", json=team, headers=COORD)).status_code == 201
     assert (await http.get("/v1/volunteers/vol_it_1", headers=COORD)).json()["team_ids"] == [
-        "team_it"]
+        "team_it"
+    ]
     await wait_for(boot, "catalog.teams.v1", "team_it", 1)
 
     gone = await http.delete("/v1/service-types/it_haircut", headers=ADMIN)
@@ -311,14 +364,21 @@ async def test_create_and_publish_through_the_outbox(
 
 async def test_search_and_pagination(http: httpx.AsyncClient) -> None:
     for i in range(2, 6):
-        body = {"id": f"vol_it_{i}", "name": f"测试{i}", "display_name": f"{i}",
-                "skills": ["driving"] if i % 2 else ["cooking"], "home_place_id": "pl_it_town"}
+        body = {
+            "id": f"vol_it_{i}",
+            "name": f"测试{i}",
+            "display_name": f"{i}",
+            "skills": ["driving"] if i % 2 else ["cooking"],
+            "home_place_id": "pl_it_town",
+        }
         assert (await http.post("/v1/volunteers", json=body, headers=COORD)).status_code == 201
-    drivers = (await http.get("/v1/volunteers", params={"skill": "driving"},
-                              headers=COORD)).json()
+    drivers = (await http.get("/v1/volunteers", params={"skill": "driving"}, headers=COORD)).json()
     assert [v["id"] for v in drivers["items"]] == ["vol_it_1", "vol_it_3", "vol_it_5"]
-    near = (await http.get("/v1/volunteers", headers=COORD, params={
-        "near": "25.52,118.27", "within_km": 1})).json()
+    near = (
+        await http.get(
+            "/v1/volunteers", headers=COORD, params={"near": "25.52,118.27", "within_km": 1}
+        )
+    ).json()
     assert [v["id"] for v in near["items"]] == ["vol_it_1"]
     assert near["items"][0]["distance_km"] == 0
     ids: list[str] = []
@@ -333,38 +393,78 @@ async def test_search_and_pagination(http: httpx.AsyncClient) -> None:
         if not cursor:
             break
     assert ids == [f"vol_it_{i}" for i in range(1, 6)]
-    found = (await http.get("/v1/service-types", params={"q": "HAIR", "include_inactive": True},
-                            headers=COORD)).json()["items"]
+    found = (
+        await http.get(
+            "/v1/service-types", params={"q": "HAIR", "include_inactive": True}, headers=COORD
+        )
+    ).json()["items"]
     assert [s["id"] for s in found] == ["it_haircut"]
-    villages = (await http.get("/v1/places", params={"kind": "village",
-                                                     "township_id": "pl_it_town"},
-                               headers=COORD)).json()["items"]
+    villages = (
+        await http.get(
+            "/v1/places", params={"kind": "village", "township_id": "pl_it_town"}, headers=COORD
+        )
+    ).json()["items"]
     assert [p["id"] for p in villages] == ["pl_it_town_v1"]
 
 
 async def test_bad_input_gives_problems(http: httpx.AsyncClient) -> None:
-    orphan = {"id": "pl_orphan", "kind": "village", "name_zh": "孤村", "name_en": "Orphan",
-              "parent_id": "pl_nowhere", "location": {"lat": 25.5, "lon": 118.2}}
+    orphan = {
+        "id": "pl_orphan",
+        "kind": "village",
+        "name_zh": "孤村",
+        "name_en": "Orphan",
+        "parent_id": "pl_nowhere",
+        "location": {"lat": 25.5, "lon": 118.2},
+    }
     assert_problem(await http.post("/v1/places", json=orphan, headers=COORD), 422)
-    assert_problem(await http.post("/v1/places", json={**orphan, "parent_id": None},
-                                   headers=COORD), 422)
-    dup = {"id": "pl_it_town", "kind": "township", "name_zh": "x", "name_en": "x",
-           "location": {"lat": 25.5, "lon": 118.2}}
+    assert_problem(
+        await http.post("/v1/places", json={**orphan, "parent_id": None}, headers=COORD), 422
+    )
+    dup = {
+        "id": "pl_it_town",
+        "kind": "township",
+        "name_zh": "x",
+        "name_en": "x",
+        "location": {"lat": 25.5, "lon": 118.2},
+    }
     assert_problem(await http.post("/v1/places", json=dup, headers=COORD), 409)
     assert_problem(await http.post("/v1/volunteers", json={"name": "x"}, headers=COORD), 422)
-    assert_problem(await http.post("/v1/volunteers", headers=COORD, json={
-        "name": "x", "display_name": "x", "home_place_id": "pl_missing"}), 422)
-    assert_problem(await http.post("/v1/volunteers", headers=COORD, json={
-        "name": "x", "display_name": "x", "home_place_id": "pl_it_town", "phone": "abc"}), 422)
-    assert_problem(await http.post("/v1/teams", headers=COORD, json={
-        "name": "ghosts", "member_ids": ["vol_nobody"]}), 422)
+    assert_problem(
+        await http.post(
+            "/v1/volunteers",
+            headers=COORD,
+            json={"name": "x", "display_name": "x", "home_place_id": "pl_missing"},
+        ),
+        422,
+    )
+    assert_problem(
+        await http.post(
+            "/v1/volunteers",
+            headers=COORD,
+            json={"name": "x", "display_name": "x", "home_place_id": "pl_it_town", "phone": "abc"},
+        ),
+        422,
+    )
+    assert_problem(
+        await http.post(
+            "/v1/teams", headers=COORD, json={"name": "ghosts", "member_ids": ["vol_nobody"]}
+        ),
+        422,
+    )
     assert_problem(await http.get("/v1/volunteers/vol_nobody", headers=COORD), 404)
     assert_problem(await http.get("/v1/volunteers/Not%20An%20Id", headers=COORD), 422)
     assert_problem(await http.get("/v1/volunteers", params={"cursor": "%%%"}, headers=COORD), 400)
-    assert_problem(await http.patch("/v1/places/pl_it_town", json={"kind": "village"},
-                                    headers=COORD), 422)
-    assert_problem(await http.post("/v1/service-types", content=b"[1,2",
-                                   headers={**COORD, "content-type": "application/json"}), 422)
+    assert_problem(
+        await http.patch("/v1/places/pl_it_town", json={"kind": "village"}, headers=COORD), 422
+    )
+    assert_problem(
+        await http.post(
+            "/v1/service-types",
+            content=b"[1,2",
+            headers={**COORD, "content-type": "application/json"},
+        ),
+        422,
+    )
 
 
 async def test_demo_seed_is_idempotent(stack: Stack) -> None:
@@ -378,11 +478,17 @@ async def test_demo_seed_is_idempotent(stack: Stack) -> None:
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
             types = (await client.get("/v1/service-types", headers=COORD)).json()["items"]
             assert len(types) == 12
-            towns = (await client.get("/v1/places", params={"kind": "township", "limit": 200},
-                                      headers=COORD)).json()["items"]
+            towns = (
+                await client.get(
+                    "/v1/places", params={"kind": "township", "limit": 200}, headers=COORD
+                )
+            ).json()["items"]
             assert len(towns) == 18
-            dentists = (await client.get("/v1/volunteers", headers=COORD, params={
-                "certification": "dentist_license"})).json()["items"]
+            dentists = (
+                await client.get(
+                    "/v1/volunteers", headers=COORD, params={"certification": "dentist_license"}
+                )
+            ).json()["items"]
             assert dentists
         await wait_for(stack.bootstrap, "catalog.volunteers.v1", "vol_0200", 1)
         await wait_for(stack.bootstrap, "catalog.teams.v1", "team_youth", 1)

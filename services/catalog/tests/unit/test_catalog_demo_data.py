@@ -20,9 +20,18 @@ from zhumeng_contracts.events import (
 pytestmark = pytest.mark.unit
 
 MISSION_TYPES = {
-    "haircut", "hearing_test", "dental_clinic", "parcel_delivery", "doctor_visit",
-    "ride_to_relatives", "produce_sale", "neighbour_help", "care_visit", "culture_event",
-    "health_check", "resource_sharing",
+    "haircut",
+    "hearing_test",
+    "dental_clinic",
+    "parcel_delivery",
+    "doctor_visit",
+    "ride_to_relatives",
+    "produce_sale",
+    "neighbour_help",
+    "care_visit",
+    "culture_event",
+    "health_check",
+    "resource_sharing",
 }
 
 
@@ -65,7 +74,11 @@ def test_demo_shape() -> None:
     assert vols[11].phone == "13800000012" and vols[11].email.startswith("vol0012@")  # type: ignore[union-attr]
 
     assert {t.id for t in demo.teams} == {
-        "team_barbers", "team_medical", "team_drivers", "team_youth"}
+        "team_barbers",
+        "team_medical",
+        "team_drivers",
+        "team_youth",
+    }
     assert all(len(t.member_ids) >= 5 for t in demo.teams)
 
 
@@ -74,8 +87,12 @@ async def test_load_goes_through_use_cases_and_is_idempotent() -> None:
     catalog = Catalog(repo)
     demo = demo_catalog()
     created = await load_demo(catalog, demo)
-    assert created == {"places": len(demo.places), "service_types": 12, "volunteers": 200,
-                       "teams": 4}
+    assert created == {
+        "places": len(demo.places),
+        "service_types": 12,
+        "volunteers": 200,
+        "teams": 4,
+    }
     assert len(repo.of_type(PlaceRecord)) == len(demo.places)
     assert len(repo.of_type(ServiceTypeRecord)) == 12
     assert len(repo.of_type(ContactRecord)) == 200

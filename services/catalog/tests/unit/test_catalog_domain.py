@@ -28,11 +28,17 @@ pytestmark = pytest.mark.unit
 
 def volunteer(**over: object) -> Volunteer:
     data: dict[str, object] = {
-        "id": "vol_0001", "name": "林美华", "display_name": "美华", "phone": "13800000001",
+        "id": "vol_0001",
+        "name": "林美华",
+        "display_name": "美华",
+        "phone": "13800000001",
         "email": "vol0001@volunteers.zhumeng.example",
         "skills": ["Driving", "driving", "first aid"],
-        "home_place_id": "pl_longxun_v1", "township_id": "pl_longxun",
-        "home": {"lat": 25.5, "lon": 118.2}, "radius_km": 10, "capacity": 2,
+        "home_place_id": "pl_longxun_v1",
+        "township_id": "pl_longxun",
+        "home": {"lat": 25.5, "lon": 118.2},
+        "radius_km": 10,
+        "capacity": 2,
         "availability": [{"weekday": 0, "start": "08:00", "end": "20:00"}],
         "languages": ["mandarin", "minnan", "mandarin"],
     }
@@ -74,8 +80,14 @@ def test_parse_point() -> None:
 
 
 def test_query_matches_equality_lists_text_ranges_and_activity() -> None:
-    doc = {"id": "a", "name_en": "Free Haircut", "name_zh": "义务理发", "skills": ["haircut"],
-           "home": {"lat": 25.5, "lon": 118.0}, "active": True}
+    doc = {
+        "id": "a",
+        "name_en": "Free Haircut",
+        "name_zh": "义务理发",
+        "skills": ["haircut"],
+        "home": {"lat": 25.5, "lon": 118.0},
+        "active": True,
+    }
     assert Query.build(equals=[("skills", "haircut")]).matches(doc)
     assert not Query.build(equals=[("skills", "driving")]).matches(doc)
     assert Query.build(equals=[("skills", None)]).matches(doc)  # None = no filter
@@ -90,15 +102,23 @@ def test_query_matches_equality_lists_text_ranges_and_activity() -> None:
 
 
 def _place(pid: str, kind: str, active: bool = True) -> Place:
-    return Place(id=pid, kind=kind, name_zh="x", name_en="x", active=active,
-                 location={"lat": 25.5, "lon": 118.2})
+    return Place(
+        id=pid,
+        kind=kind,
+        name_zh="x",
+        name_en="x",
+        active=active,
+        location={"lat": 25.5, "lon": 118.2},
+    )
 
 
 def test_place_lineage() -> None:
     county, town = _place("pl_county", "county"), _place("pl_t", "township")
     assert place_lineage("pl_county", "county", None) == {"parent_id": None, "township_id": None}
     assert place_lineage("pl_t", "township", county) == {
-        "parent_id": "pl_county", "township_id": "pl_t"}
+        "parent_id": "pl_county",
+        "township_id": "pl_t",
+    }
     assert place_lineage("pl_v", "village", town) == {"parent_id": "pl_t", "township_id": "pl_t"}
     with pytest.raises(Unprocessable):
         place_lineage("pl_v", "village", None)
@@ -137,8 +157,14 @@ def test_records_of_volunteer_includes_contact_only_when_it_changed() -> None:
 
 
 def test_version_bump_and_change_detection() -> None:
-    st = ServiceType(id="haircut", name_zh="义务理发", name_en="Haircut", category="care",
-                     default_duration_min=45, target_claim_min=60)
+    st = ServiceType(
+        id="haircut",
+        name_zh="义务理发",
+        name_en="Haircut",
+        category="care",
+        default_duration_min=45,
+        target_claim_min=60,
+    )
     same = next_version(st, {"name_en": "Haircut"})
     assert same.version == 2 and not changed(st, same)
     other = next_version(st, {"target_claim_min": 30})
@@ -177,7 +203,8 @@ def test_inputs_reject_unknown_fields_and_bad_ids() -> None:
         VolunteerCreate.model_validate({**base, "id": "Bad Id!"})
     with pytest.raises(ValidationError):
         VolunteerCreate.model_validate(
-            {**base, "availability": [{"weekday": 1, "start": "20:00", "end": "08:00"}]})
+            {**base, "availability": [{"weekday": 1, "start": "20:00", "end": "08:00"}]}
+        )
 
 
 def test_weekly_slots_round_trip_through_state() -> None:

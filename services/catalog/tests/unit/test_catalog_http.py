@@ -49,21 +49,29 @@ def is_problem(resp: httpx.Response, status: int) -> None:
 
 async def test_auth_is_required(client: httpx.AsyncClient) -> None:
     is_problem(await client.get("/v1/service-types"), 401)
-    is_problem(await client.get("/v1/service-types", headers={"Authorization": "Bearer x.y.z"}),
-               401)
+    is_problem(
+        await client.get("/v1/service-types", headers={"Authorization": "Bearer x.y.z"}), 401
+    )
     resp = await client.get("/v1/service-types", headers=RESIDENT)
     assert resp.status_code == 200 and len(resp.json()["items"]) == 12
 
 
 async def test_writes_need_coordinator_or_admin(client: httpx.AsyncClient) -> None:
-    body = {"id": "kite_repair", "name_zh": "修风筝", "name_en": "Kite repair",
-            "category": "community", "default_duration_min": 30, "target_claim_min": 60}
+    body = {
+        "id": "kite_repair",
+        "name_zh": "修风筝",
+        "name_en": "Kite repair",
+        "category": "community",
+        "default_duration_min": 30,
+        "target_claim_min": 60,
+    }
     is_problem(await client.post("/v1/service-types", json=body, headers=RESIDENT), 403)
     resp = await client.post("/v1/service-types", json=body, headers=COORD)
     assert resp.status_code == 201 and resp.json()["version"] == 1
     is_problem(await client.post("/v1/service-types", json=body, headers=COORD), 409)
-    resp = await client.patch("/v1/service-types/kite_repair", json={"target_claim_min": 15},
-                              headers=ADMIN)
+    resp = await client.patch(
+        "/v1/service-types/kite_repair", json={"target_claim_min": 15}, headers=ADMIN
+    )
     assert resp.json()["version"] == 2 and resp.json()["target_claim_min"] == 15
     resp = await client.delete("/v1/service-types/kite_repair", headers=ADMIN)
     assert resp.status_code == 200 and resp.json()["active"] is False
@@ -71,19 +79,32 @@ async def test_writes_need_coordinator_or_admin(client: httpx.AsyncClient) -> No
 
 async def test_bad_input_is_a_problem(client: httpx.AsyncClient) -> None:
     is_problem(await client.post("/v1/service-types", json={"id": "x"}, headers=COORD), 422)
-    is_problem(await client.post("/v1/service-types", content=b"{not json",
-                                 headers={**COORD, "content-type": "application/json"}), 422)
+    is_problem(
+        await client.post(
+            "/v1/service-types",
+            content=b"{not json",
+            headers={**COORD, "content-type": "application/json"},
+        ),
+        422,
+    )
     is_problem(await client.get("/v1/service-types/BAD%20ID", headers=COORD), 422)
     is_problem(await client.get("/v1/service-types/nope", headers=COORD), 404)
-    is_problem(await client.patch("/v1/service-types/haircut", json={"colour": "red"},
-                                  headers=COORD), 422)
+    is_problem(
+        await client.patch("/v1/service-types/haircut", json={"colour": "red"}, headers=COORD), 422
+    )
     is_problem(await client.get("/v1/places?limit=0", headers=COORD), 422)
     is_problem(await client.get("/v1/places?limit=201", headers=COORD), 422)
     is_problem(await client.get("/v1/places?cursor=garbage", headers=COORD), 400)
     is_problem(await client.get("/v1/volunteers?near=north", headers=COORD), 422)
     is_problem(await client.get("/v1/volunteers?within_km=3", headers=COORD), 422)
-    village = {"id": "pl_orphan", "kind": "village", "name_zh": "孤村", "name_en": "Orphan",
-               "parent_id": "pl_nowhere", "location": {"lat": 25.5, "lon": 118.2}}
+    village = {
+        "id": "pl_orphan",
+        "kind": "village",
+        "name_zh": "孤村",
+        "name_en": "Orphan",
+        "parent_id": "pl_nowhere",
+        "location": {"lat": 25.5, "lon": 118.2},
+    }
     is_problem(await client.post("/v1/places", json=village, headers=COORD), 422)
     team = {"id": "team_ghosts", "name": "Ghosts", "member_ids": ["vol_9999"]}
     resp = await client.post("/v1/teams", json=team, headers=COORD)
@@ -92,9 +113,9 @@ async def test_bad_input_is_a_problem(client: httpx.AsyncClient) -> None:
 
 
 async def test_masking_by_caller(client: httpx.AsyncClient) -> None:
-    me = (await client.get("/v1/volunteers/vol_0007", headers=auth("vol_0007", "volunteer")))
+    me = await client.get("/v1/volunteers/vol_0007", headers=auth("vol_0007", "volunteer"))
     assert me.json()["phone"] == "13800000007" and me.json()["name"]
-    other = (await client.get("/v1/volunteers/vol_0007", headers=auth("vol_0008", "volunteer")))
+    other = await client.get("/v1/volunteers/vol_0007", headers=auth("vol_0008", "volunteer"))
     assert other.json()["phone"] == "138****0007" and other.json()["name"] is None
     assert other.json()["email"].startswith("v***@")
     coord = (await client.get("/v1/volunteers/vol_0007", headers=COORD)).json()
@@ -115,15 +136,24 @@ async def test_pagination_and_search(client: httpx.AsyncClient) -> None:
             break
     assert len(seen) == 200 and seen == sorted(seen) and len(set(seen)) == 200
 
-    page = (await client.get("/v1/volunteers", headers=COORD, params={
-        "skill": "driving", "near": "25.49,118.24", "within_km": 15, "limit": 200})).json()
+    page = (
+        await client.get(
+            "/v1/volunteers",
+            headers=COORD,
+            params={"skill": "driving", "near": "25.49,118.24", "within_km": 15, "limit": 200},
+        )
+    ).json()
     dists = [v["distance_km"] for v in page["items"]]
     assert dists == sorted(dists) and all(d <= 15 for d in dists) and dists
     assert all("driving" in v["skills"] for v in page["items"])
 
-    villages = (await client.get("/v1/places", headers=COORD, params={
-        "kind": "village", "township_id": "pl_longxun"})).json()["items"]
+    villages = (
+        await client.get(
+            "/v1/places", headers=COORD, params={"kind": "village", "township_id": "pl_longxun"}
+        )
+    ).json()["items"]
     assert 2 <= len(villages) <= 3 and all(p["parent_id"] == "pl_longxun" for p in villages)
-    found = (await client.get("/v1/service-types", headers=COORD,
-                              params={"q": "dental"})).json()["items"]
+    found = (await client.get("/v1/service-types", headers=COORD, params={"q": "dental"})).json()[
+        "items"
+    ]
     assert [s["id"] for s in found] == ["dental_clinic"]

@@ -41,30 +41,66 @@ def catalog(repo: FakeRepository) -> Catalog:
 
 
 def st(**over: Any) -> ServiceTypeCreate:
-    data: dict[str, Any] = {"id": "haircut", "name_zh": "义务理发", "name_en": "Free haircut",
-                            "category": "personal_care", "required_skills": ["haircut"],
-                            "default_duration_min": 45, "target_claim_min": 60}
+    data: dict[str, Any] = {
+        "id": "haircut",
+        "name_zh": "义务理发",
+        "name_en": "Free haircut",
+        "category": "personal_care",
+        "required_skills": ["haircut"],
+        "default_duration_min": 45,
+        "target_claim_min": 60,
+    }
     data.update(over)
     return ServiceTypeCreate.model_validate(data)
 
 
 async def places(catalog: Catalog) -> None:
-    await catalog.create_place(PlaceCreate(id="pl_county", kind="county", name_zh="德化县",
-                                           name_en="Dehua", location={"lat": 25.49, "lon": 118.24}))
+    await catalog.create_place(
+        PlaceCreate(
+            id="pl_county",
+            kind="county",
+            name_zh="德化县",
+            name_en="Dehua",
+            location={"lat": 25.49, "lon": 118.24},
+        )
+    )
     for tid, lat, lon in (("pl_a", 25.49, 118.24), ("pl_b", 25.70, 118.33)):
-        await catalog.create_place(PlaceCreate.model_validate(
-            {"id": tid, "kind": "township", "name_zh": tid, "name_en": tid,
-             "parent_id": "pl_county", "location": {"lat": lat, "lon": lon}}))
-        await catalog.create_place(PlaceCreate.model_validate(
-            {"id": f"{tid}_v1", "kind": "village", "name_zh": "村", "name_en": f"{tid} village",
-             "parent_id": tid,
-             "location": {"lat": round(lat + 0.02, 4), "lon": round(lon + 0.02, 4)}}))
+        await catalog.create_place(
+            PlaceCreate.model_validate(
+                {
+                    "id": tid,
+                    "kind": "township",
+                    "name_zh": tid,
+                    "name_en": tid,
+                    "parent_id": "pl_county",
+                    "location": {"lat": lat, "lon": lon},
+                }
+            )
+        )
+        await catalog.create_place(
+            PlaceCreate.model_validate(
+                {
+                    "id": f"{tid}_v1",
+                    "kind": "village",
+                    "name_zh": "村",
+                    "name_en": f"{tid} village",
+                    "parent_id": tid,
+                    "location": {"lat": round(lat + 0.02, 4), "lon": round(lon + 0.02, 4)},
+                }
+            )
+        )
 
 
 def vol(vid: str, **over: Any) -> VolunteerCreate:
-    data: dict[str, Any] = {"id": vid, "name": "林美华", "display_name": "美华",
-                            "phone": "13800000001", "email": f"{vid}@x.example",
-                            "home_place_id": "pl_a_v1", "skills": ["companionship"]}
+    data: dict[str, Any] = {
+        "id": vid,
+        "name": "林美华",
+        "display_name": "美华",
+        "phone": "13800000001",
+        "email": f"{vid}@x.example",
+        "home_place_id": "pl_a_v1",
+        "skills": ["companionship"],
+    }
     data.update(over)
     return VolunteerCreate.model_validate(data)
 
@@ -101,7 +137,8 @@ async def test_patch_bumps_version_and_noop_publishes_nothing(
         await catalog.update_service_type("nope", ServiceTypePatch(target_claim_min=30))
     with pytest.raises(Unprocessable):  # explicit null on a required field
         await catalog.update_service_type(
-            "haircut", ServiceTypePatch.model_validate({"name_en": None}))
+            "haircut", ServiceTypePatch.model_validate({"name_en": None})
+        )
 
 
 async def test_deactivate_publishes_inactive_record_and_hides_from_lists(
@@ -119,20 +156,33 @@ async def test_deactivate_publishes_inactive_record_and_hides_from_lists(
 
 async def test_service_type_filters_and_pagination(catalog: Catalog) -> None:
     await catalog.create_service_type(st())
-    await catalog.create_service_type(st(id="dental_clinic", name_zh="口腔义诊",
-                                         name_en="Dental clinic", category="health",
-                                         required_skills=[],
-                                         required_certifications=["dentist_license"]))
-    await catalog.create_service_type(st(id="parcel_delivery", name_zh="包裹代送",
-                                         name_en="Parcel delivery", category="logistics",
-                                         required_skills=["driving"]))
-    assert [s.id for s in (await catalog.list_service_types(q="dental")).items] == [
-        "dental_clinic"]
+    await catalog.create_service_type(
+        st(
+            id="dental_clinic",
+            name_zh="口腔义诊",
+            name_en="Dental clinic",
+            category="health",
+            required_skills=[],
+            required_certifications=["dentist_license"],
+        )
+    )
+    await catalog.create_service_type(
+        st(
+            id="parcel_delivery",
+            name_zh="包裹代送",
+            name_en="Parcel delivery",
+            category="logistics",
+            required_skills=["driving"],
+        )
+    )
+    assert [s.id for s in (await catalog.list_service_types(q="dental")).items] == ["dental_clinic"]
     assert [s.id for s in (await catalog.list_service_types(q="理发")).items] == ["haircut"]
     assert [s.id for s in (await catalog.list_service_types(category="health")).items] == [
-        "dental_clinic"]
+        "dental_clinic"
+    ]
     assert [s.id for s in (await catalog.list_service_types(skill="Driving")).items] == [
-        "parcel_delivery"]
+        "parcel_delivery"
+    ]
     page1 = await catalog.list_service_types(limit=2)
     assert [s.id for s in page1.items] == ["dental_clinic", "haircut"]
     assert page1.next_cursor
@@ -140,9 +190,7 @@ async def test_service_type_filters_and_pagination(catalog: Catalog) -> None:
     assert [s.id for s in page2.items] == ["parcel_delivery"] and page2.next_cursor is None
 
 
-async def test_lost_races_are_retried_then_conflict(
-    catalog: Catalog, repo: FakeRepository
-) -> None:
+async def test_lost_races_are_retried_then_conflict(catalog: Catalog, repo: FakeRepository) -> None:
     await catalog.create_service_type(st())
     repo.lose_next_races = 2
     new = await catalog.update_service_type("haircut", ServiceTypePatch(target_claim_min=20))
@@ -168,8 +216,13 @@ async def test_places_lineage_and_filters(catalog: Catalog, repo: FakeRepository
 
 async def test_village_needs_an_existing_township(catalog: Catalog) -> None:
     await places(catalog)
-    body = {"id": "pl_x", "kind": "village", "name_zh": "x", "name_en": "x",
-            "location": {"lat": 25.5, "lon": 118.2}}
+    body = {
+        "id": "pl_x",
+        "kind": "village",
+        "name_zh": "x",
+        "name_en": "x",
+        "location": {"lat": 25.5, "lon": 118.2},
+    }
     with pytest.raises(Unprocessable):
         await catalog.create_place(PlaceCreate.model_validate(body))
     with pytest.raises(Unprocessable):
@@ -201,9 +254,7 @@ async def test_volunteer_home_comes_from_place_unless_given(
         await catalog.create_volunteer(vol("vol_0003", team_ids=["team_nope"]))
 
 
-async def test_contacts_only_on_the_contact_record(
-    catalog: Catalog, repo: FakeRepository
-) -> None:
+async def test_contacts_only_on_the_contact_record(catalog: Catalog, repo: FakeRepository) -> None:
     await places(catalog)
     await catalog.create_volunteer(vol("vol_0001"))
     await catalog.update_volunteer("vol_0001", VolunteerPatch(radius_km=25))
@@ -220,8 +271,15 @@ async def test_volunteer_search(catalog: Catalog) -> None:
     await places(catalog)
     await catalog.create_volunteer(vol("vol_0001", skills=["driving"]))
     await catalog.create_volunteer(vol("vol_0002", skills=["haircut"], home_place_id="pl_b"))
-    await catalog.create_volunteer(vol("vol_0003", skills=["driving"], home_place_id="pl_b_v1",
-                                       certifications=["nursing"], languages=["minnan"]))
+    await catalog.create_volunteer(
+        vol(
+            "vol_0003",
+            skills=["driving"],
+            home_place_id="pl_b_v1",
+            certifications=["nursing"],
+            languages=["minnan"],
+        )
+    )
     await catalog.create_volunteer(vol("vol_0004", skills=["driving"]))
     await catalog.deactivate_volunteer("vol_0004")
 
@@ -232,18 +290,19 @@ async def test_volunteer_search(catalog: Catalog) -> None:
     assert await ids(township_id="pl_b") == ["vol_0002", "vol_0003"]
     assert await ids(certification="nursing") == ["vol_0003"]
     assert await ids(language="minnan") == ["vol_0003"]
-    assert await ids(skill="driving", include_inactive=True) == [
-        "vol_0001", "vol_0003", "vol_0004"]
+    assert await ids(skill="driving", include_inactive=True) == ["vol_0001", "vol_0003", "vol_0004"]
     near = (25.70, 118.33)  # pl_b
     assert await ids(near=near) == ["vol_0002", "vol_0003", "vol_0001"]
     assert await ids(near=near, within_km=5) == ["vol_0002", "vol_0003"]
     page = await catalog.search_volunteers(near=near, within_km=50, limit=1)
     assert [v.id for v in page.items] == ["vol_0002"] and page.distances["vol_0002"] == 0
-    page2 = await catalog.search_volunteers(near=near, within_km=50, limit=1,
-                                            cursor=page.next_cursor)
+    page2 = await catalog.search_volunteers(
+        near=near, within_km=50, limit=1, cursor=page.next_cursor
+    )
     assert [v.id for v in page2.items] == ["vol_0003"]
     assert page2.distances["vol_0003"] == pytest.approx(
-        haversine_km(*near, 25.72, 118.35), abs=1e-4,
+        haversine_km(*near, 25.72, 118.35),
+        abs=1e-4,
     )
     with pytest.raises(Unprocessable):
         await catalog.search_volunteers(within_km=5)
@@ -262,9 +321,15 @@ async def test_team_members_must_exist_and_membership_is_synced(
         await catalog.create_team(TeamCreate(id="team_x", name="X", member_ids=["vol_0009"]))
     with pytest.raises(Unprocessable):
         await catalog.create_team(TeamCreate(id="team_x", name="X", township_id="pl_a_v1"))
-    team = await catalog.create_team(TeamCreate(id="team_x", name="X", township_id="pl_a",
-                                                lead_volunteer_id="vol_0001",
-                                                member_ids=["vol_0002"]))
+    team = await catalog.create_team(
+        TeamCreate(
+            id="team_x",
+            name="X",
+            township_id="pl_a",
+            lead_volunteer_id="vol_0001",
+            member_ids=["vol_0002"],
+        )
+    )
     assert team.member_ids == ["vol_0001", "vol_0002"]
     assert (await catalog.get_volunteer("vol_0001")).team_ids == ["team_x"]
     assert (await catalog.get_volunteer("vol_0002")).team_ids == ["team_x"]
@@ -274,7 +339,10 @@ async def test_team_members_must_exist_and_membership_is_synced(
     # the other direction: a volunteer joining a team through their own record
     await catalog.update_volunteer("vol_0002", VolunteerPatch(team_ids=["team_x"]))
     assert set((await catalog.get_team("team_x")).member_ids) == {
-        "vol_0001", "vol_0002", "vol_0003"}
+        "vol_0001",
+        "vol_0002",
+        "vol_0003",
+    }
     teams = repo.of_type(TeamRecord)
     assert [t.version for t in teams] == [1, 2, 3]
     assert [t.id for t in (await catalog.list_teams(member_id="vol_0002")).items] == ["team_x"]

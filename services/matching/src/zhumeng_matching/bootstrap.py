@@ -43,7 +43,8 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         await matcher.on_request_posted(meta.id, event)
 
     runtime.consume(["requests.events.v1"], {RequestPosted: on_posted})
-    app = create_app(runtime, [router(decisions, index, principal_dependency(settings))],
-                     "Zhumeng matching")
+    app = create_app(
+        runtime, [router(decisions, index, principal_dependency(settings))], "Zhumeng matching"
+    )
     app.state.runtime = runtime
     return app

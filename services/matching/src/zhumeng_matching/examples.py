@@ -12,24 +12,46 @@ EVERY_DAY = [WeeklySlot(weekday=d, start=time(8), end=time(20)) for d in range(7
 
 
 def service(**kw: object) -> ServiceTypeRecord:
-    base: dict[str, object] = dict(id="haircut", name_zh="理发", name_en="Haircut", category="care",
-                                   required_skills=["haircut"], default_duration_min=60,
-                                   target_claim_min=180, version=1)
+    base: dict[str, object] = dict(
+        id="haircut",
+        name_zh="理发",
+        name_en="Haircut",
+        category="care",
+        required_skills=["haircut"],
+        default_duration_min=60,
+        target_claim_min=180,
+        version=1,
+    )
     base.update(kw)
     return ServiceTypeRecord.model_validate(base)
 
 
 def volunteer(vid: str, lat: float = 25.49, lon: float = 118.24, **kw: object) -> VolunteerRecord:
-    base: dict[str, object] = dict(id=vid, display_name=vid, skills=["haircut"], home_place_id="p",
-                                   township_id="t", home=GeoPoint(lat=lat, lon=lon), radius_km=20,
-                                   availability=EVERY_DAY, capacity=2, version=1)
+    base: dict[str, object] = dict(
+        id=vid,
+        display_name=vid,
+        skills=["haircut"],
+        home_place_id="p",
+        township_id="t",
+        home=GeoPoint(lat=lat, lon=lon),
+        radius_km=20,
+        availability=EVERY_DAY,
+        capacity=2,
+        version=1,
+    )
     base.update(kw)
     return VolunteerRecord.model_validate(base)
 
 
 def request(lat: float = 25.49, lon: float = 118.24, **kw: object) -> RequestPosted:
-    base: dict[str, object] = dict(request_id="req_1", service_type_id="haircut", place_id="v",
-                                   township_id="t", location=GeoPoint(lat=lat, lon=lon),
-                                   window=WINDOW, posted_at=MONDAY_9 - timedelta(days=1))
+    base: dict[str, object] = dict(
+        request_id="req_1",
+        service_type_id="haircut",
+        place_id="v",
+        township_id="t",
+        location=GeoPoint(lat=lat, lon=lon),
+        window=WINDOW,
+        posted_at=MONDAY_9 - timedelta(days=1),
+    )
     base.update(kw)
     return RequestPosted.model_validate(base)

@@ -45,8 +45,9 @@ class FakeDecisions:
     async def begin(self, request_id: str, event_id: str) -> dict[str, Any]:
         return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []})
 
-    async def finish(self, request_id: str, state: str, fields: dict[str, Any],
-                     entries: list[dict[str, Any]]) -> bool:
+    async def finish(
+        self, request_id: str, state: str, fields: dict[str, Any], entries: list[dict[str, Any]]
+    ) -> bool:
         if self.fail_next_finish:
             self.fail_next_finish = False
             raise ConnectionError("database went away")
@@ -101,8 +102,9 @@ async def test_crash_after_reserving_reuses_the_same_volunteer() -> None:
 
 async def test_capacity_is_never_exceeded_then_unmatched_with_reasons() -> None:
     matcher, loads, decisions = make(capacity=1, n=2)
-    outcomes = [await matcher.on_request_posted(f"e{i}", request(request_id=f"r{i}"))
-                for i in range(3)]
+    outcomes = [
+        await matcher.on_request_posted(f"e{i}", request(request_id=f"r{i}")) for i in range(3)
+    ]
     assert outcomes == ["assigned", "assigned", "unmatched"]
     assert all(len(v) <= 1 for v in loads.active.values())
     assert decisions.docs["r2"]["reasons"] == {"no_capacity": 2}

@@ -10,6 +10,7 @@ from zhumeng_matching.examples import EVERY_DAY, WINDOW, request, service, volun
 
 pytestmark = pytest.mark.unit
 
+
 def test_haversine_known_distance() -> None:
     # one degree of latitude is about 111.2 km
     assert haversine_km(25.0, 118.0, 26.0, 118.0) == pytest.approx(111.2, abs=0.3)
@@ -43,8 +44,13 @@ def test_availability_in_local_time() -> None:
         ({}, {}, {}, Load(), None),
     ],
 )
-def test_ineligibility_reasons(vol_kw: dict[str, object], svc_kw: dict[str, object],
-                               req_kw: dict[str, object], load: Load, reason: str | None) -> None:
+def test_ineligibility_reasons(
+    vol_kw: dict[str, object],
+    svc_kw: dict[str, object],
+    req_kw: dict[str, object],
+    load: Load,
+    reason: str | None,
+) -> None:
     req = request(**req_kw)
     vol = volunteer("v1", **vol_kw)
     d = haversine_km(req.location.lat, req.location.lon, vol.home.lat, vol.home.lon)
@@ -65,8 +71,9 @@ def test_rank_prefers_near_and_free_and_explains() -> None:
 
 
 def test_rank_counts_rejections() -> None:
-    ranking = rank(request(), service(), [volunteer("a", skills=[]), volunteer("b")],
-                   {"b": Load(active=2)})
+    ranking = rank(
+        request(), service(), [volunteer("a", skills=[]), volunteer("b")], {"b": Load(active=2)}
+    )
     assert ranking.candidates == []
     assert ranking.rejected == {"missing_skill": 1, "no_capacity": 1}
     assert ranking.considered == 2

@@ -20,7 +20,9 @@ class NotifySettings(ServiceSettings):
         default=None, validation_alias=AliasChoices("ZHUMENG_NOTIFY_SMTP_HOST", "ZHUMENG_SMTP_HOST")
     )
     smtp_port: int = Field(
-        default=25, ge=1, le=65535,
+        default=25,
+        ge=1,
+        le=65535,
         validation_alias=AliasChoices("ZHUMENG_NOTIFY_SMTP_PORT", "ZHUMENG_SMTP_PORT"),
     )
     smtp_from: str = Field(
@@ -28,7 +30,9 @@ class NotifySettings(ServiceSettings):
         validation_alias=AliasChoices("ZHUMENG_NOTIFY_SMTP_FROM", "ZHUMENG_SMTP_FROM"),
     )
     smtp_timeout_s: float = Field(default=10.0, gt=0, le=60)
-    delivery_lease_s: float = Field(default=30.0, gt=0, le=3600,
-                                    description="a pending delivery older than this is resent")
-    max_send_attempts: int = Field(default=3, ge=1, le=10,
-                                   description="channel failures before a delivery is failed")
+    delivery_lease_s: float = Field(
+        default=30.0, gt=0, le=3600, description="a pending delivery older than this is resent"
+    )
+    max_send_attempts: int = Field(
+        default=3, ge=1, le=10, description="channel failures before a delivery is failed"
+    )

@@ -35,7 +35,7 @@ from zhumeng_contracts.events import (
     ServiceTypeRecord,
     VolunteerAssigned,
 )
-from zhumeng_devstack.infra import FerretDBServer, KafkaServer, free_port
+from zhumeng_devstack.infra import FerretDBServer, KafkaServer, document_server, free_port
 from zhumeng_kit.auth import mint_token
 from zhumeng_kit.kafka import ensure_topics
 from zhumeng_kit.settings import DEV_JWT_SECRET
@@ -59,7 +59,7 @@ class Infra:
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     tmp = tmp_path_factory.mktemp("notify-it")
     kafka = KafkaServer(tmp / "kafka", free_port(), free_port(), tmp / "kafka.log")
-    mongo = FerretDBServer(tmp / "ferretdb", free_port(), tmp / "ferretdb.log")
+    mongo = document_server(tmp / "docdb", free_port(), tmp / "docdb.log")
     kafka.start()
     mongo.start()
     try:
@@ -107,8 +107,9 @@ class Notify:
         return self.log_file.read_text(errors="replace")
 
 
-async def publish(producer: AIOKafkaProducer, event: Event, meta: EventMeta | None = None
-                  ) -> EventMeta:
+async def publish(
+    producer: AIOKafkaProducer, event: Event, meta: EventMeta | None = None
+) -> EventMeta:
     meta = meta or EventMeta.new(event, "zhumeng/test")
     await producer.send_and_wait(
         event.TOPIC, encode(event), key=event.key().encode(), headers=meta.to_headers()
@@ -116,28 +117,57 @@ async def publish(producer: AIOKafkaProducer, event: Event, meta: EventMeta | No
     return meta
 
 
-VOLUNTEER = ContactRecord(id="vol_it_1", name="Lin Xiaoming", phone="13987654321",
-                          email="lin.xiaoming@example.org", locale="en", version=1)
-REQUESTER = RequesterContact(request_id="req_it_1", requester_id="res_it_1", name="王秀英",
-                             phone="13812345678", email="xiuying@example.org", locale="zh-CN")
-SERVICE = ServiceTypeRecord(id="st_haircut", name_zh="义剪", name_en="Free haircut",
-                            category="care", default_duration_min=60, target_claim_min=30,
-                            version=1)
+VOLUNTEER = ContactRecord(
+    id="vol_it_1",
+    name="Lin Xiaoming",
+    phone="13987654321",
+    email="lin.xiaoming@example.org",
+    locale="en",
+    version=1,
+)
+REQUESTER = RequesterContact(
+    request_id="req_it_1",
+    requester_id="res_it_1",
+    name="王秀英",
+    phone="13812345678",
+    email="xiuying@example.org",
+    locale="zh-CN",
+)
+SERVICE = ServiceTypeRecord(
+    id="st_haircut",
+    name_zh="义剪",
+    name_en="Free haircut",
+    category="care",
+    default_duration_min=60,
+    target_claim_min=30,
+    version=1,
+)
 
 
 def assigned(request_id: str = "req_it_1") -> VolunteerAssigned:
     return VolunteerAssigned(
-        request_id=request_id, assignment_id=f"asg_{request_id}", volunteer_id="vol_it_1",
-        volunteer_display_name="小林", service_type_id="st_haircut",
-        window={"start": T0, "end": T0 + timedelta(hours=1)}, distance_km=2.5, score=0.9,
-        explanation=[], candidates_considered=3, assigned_at=datetime.now(UTC),
+        request_id=request_id,
+        assignment_id=f"asg_{request_id}",
+        volunteer_id="vol_it_1",
+        volunteer_display_name="小林",
+        service_type_id="st_haircut",
+        window={"start": T0, "end": T0 + timedelta(hours=1)},
+        distance_km=2.5,
+        score=0.9,
+        explanation=[],
+        candidates_considered=3,
+        assigned_at=datetime.now(UTC),
     )
 
 
 def unmatched(request_id: str) -> RequestUnmatched:
-    return RequestUnmatched(request_id=request_id, service_type_id="st_haircut",
-                            reasons={"too_far": 2}, candidates_considered=2,
-                            decided_at=datetime.now(UTC))
+    return RequestUnmatched(
+        request_id=request_id,
+        service_type_id="st_haircut",
+        reasons={"too_far": 2},
+        candidates_considered=2,
+        decided_at=datetime.now(UTC),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +187,9 @@ async def producer(infra: Infra) -> Any:
 
 def spawn(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
     with open(log_file, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "zhumeng_notify"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "zhumeng_notify"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 @pytest.fixture(scope="module")
@@ -214,10 +245,14 @@ async def eventually(check: Any, within: float = 30, what: str = "condition") ->
         await asyncio.sleep(0.2)
 
 
-async def read_topic(bootstrap: str, topic: str, at_least: int, within: float = 30
-                     ) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+async def read_topic(bootstrap: str, topic: str, at_least: int, within: float = 30) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list[Any] = []
     try:
@@ -262,8 +297,13 @@ async def test_notify_end_to_end(
 
     # 2. the history API, masked; residents see only their own
     async with httpx.AsyncClient(base_url=notify.base_url, timeout=5) as client:
-        page = (await client.get("/v1/notifications", params={"request_id": "req_it_1"},
-                                 headers=token("coord_1", "coordinator"))).json()
+        page = (
+            await client.get(
+                "/v1/notifications",
+                params={"request_id": "req_it_1"},
+                headers=token("coord_1", "coordinator"),
+            )
+        ).json()
         assert "items" in page, page
         assert {i["recipient_id"] for i in page["items"]} == {"res_it_1", "vol_it_1"}
         assert {i["address"] for i in page["items"]} == {"x***@example.org", "l***@example.org"}
@@ -271,36 +311,55 @@ async def test_notify_end_to_end(
         raw = json.dumps(page, ensure_ascii=False)
         assert "xiuying@example.org" not in raw and "lin.xiaoming@example.org" not in raw
 
-        mine = (await client.get("/v1/notifications", headers=token("res_it_1", "resident")))
+        mine = await client.get("/v1/notifications", headers=token("res_it_1", "resident"))
         assert [i["recipient_id"] for i in mine.json()["items"]] == ["res_it_1"]
-        other = await client.get("/v1/notifications", params={"recipient_id": "vol_it_1"},
-                                 headers=token("res_it_1", "resident"))
+        other = await client.get(
+            "/v1/notifications",
+            params={"recipient_id": "vol_it_1"},
+            headers=token("res_it_1", "resident"),
+        )
         assert other.status_code == 403
         assert other.headers["content-type"].startswith("application/problem+json")
         did = f"{meta.id}|res_it_1|email"
         one = await client.get(f"/v1/notifications/{did}", headers=token("res_it_1", "resident"))
         assert one.status_code == 200 and one.json()["address"] == "x***@example.org"
-        hidden = await client.get(f"/v1/notifications/{meta.id}|vol_it_1|email",
-                                  headers=token("res_it_1", "resident"))
+        hidden = await client.get(
+            f"/v1/notifications/{meta.id}|vol_it_1|email", headers=token("res_it_1", "resident")
+        )
         assert hidden.status_code == 404
         assert (await client.get("/v1/notifications")).status_code == 401
         # cursor pagination
-        first = (await client.get("/v1/notifications", params={"limit": 1},
-                                  headers=token("coord_1", "coordinator"))).json()
+        first = (
+            await client.get(
+                "/v1/notifications", params={"limit": 1}, headers=token("coord_1", "coordinator")
+            )
+        ).json()
         assert len(first["items"]) == 1 and first["next_cursor"]
-        second = (await client.get("/v1/notifications",
-                                   params={"limit": 1, "cursor": first["next_cursor"]},
-                                   headers=token("coord_1", "coordinator"))).json()
+        second = (
+            await client.get(
+                "/v1/notifications",
+                params={"limit": 1, "cursor": first["next_cursor"]},
+                headers=token("coord_1", "coordinator"),
+            )
+        ).json()
         assert second["items"][0]["id"] != first["items"][0]["id"]
 
     # 3. the same event again (same ce_id) sends nothing; a later event on the same key
     #    (same partition, so processed after it) proves the duplicate was handled
     await publish(producer, event, meta)
     # 4. malformed messages go to the dead-letter topic, and the consumer goes on
-    await producer.send_and_wait("matching.events.v1", b"{not json", key=b"req_it_1",
-                                 headers=EventMeta.new(event, "zhumeng/test").to_headers())
-    await producer.send_and_wait("matching.events.v1", encode(event), key=b"req_it_1",
-                                 headers=[("content-type", b"application/json")])
+    await producer.send_and_wait(
+        "matching.events.v1",
+        b"{not json",
+        key=b"req_it_1",
+        headers=EventMeta.new(event, "zhumeng/test").to_headers(),
+    )
+    await producer.send_and_wait(
+        "matching.events.v1",
+        encode(event),
+        key=b"req_it_1",
+        headers=[("content-type", b"application/json")],
+    )
     await publish(producer, unmatched("req_it_1"))
     await eventually(lambda: len(box.messages) >= 3, what="the email after the bad messages")
     await asyncio.sleep(1.0)
@@ -316,8 +375,13 @@ async def test_notify_end_to_end(
         assert headers["dlq-consumer"] == "zhumeng-notify"
 
     # 5. a requester contact that lags its request's event is waited for (retries)
-    late = RequesterContact(request_id="req_it_2", requester_id="res_it_2", name="Alice Chen",
-                            email="alice@example.org", locale="en")
+    late = RequesterContact(
+        request_id="req_it_2",
+        requester_id="res_it_2",
+        name="Alice Chen",
+        email="alice@example.org",
+        locale="en",
+    )
     await publish(producer, unmatched("req_it_2"))
     await asyncio.sleep(1.5)
     await publish(producer, late)
@@ -343,7 +407,7 @@ async def test_notify_end_to_end(
         assert pii not in log
 
 
-async def test_delivery_repository_on_ferretdb(infra: Infra) -> None:
+async def test_delivery_repository_on_the_document_server(infra: Infra) -> None:
     """The claim / lease / complete protocol against the real MongoDB-compatible server."""
     from pymongo import AsyncMongoClient
     from zhumeng_contracts.events import NotificationDelivered
@@ -357,8 +421,14 @@ async def test_delivery_repository_on_ferretdb(infra: Infra) -> None:
         repo = MongoDeliveryRepository(coll, on_events=lambda: woken.append(1))
         await repo.ensure_indexes()
         delivery = Delivery(
-            id="e1|res_1|email", recipient_id="res_1", role="requester", channel="email",
-            masked_address="x***@example.org", locale="zh-CN", subject="s", body="b",
+            id="e1|res_1|email",
+            recipient_id="res_1",
+            role="requester",
+            channel="email",
+            masked_address="x***@example.org",
+            locale="zh-CN",
+            subject="s",
+            body="b",
             cause=Cause("e1", "zhumeng.request.unmatched.v1", "req_1"),
         )
         lease = timedelta(seconds=30)
@@ -375,9 +445,14 @@ async def test_delivery_repository_on_ferretdb(infra: Infra) -> None:
         again = await repo.claim(delivery, later, lease)
         assert (again.kind, again.attempts) == ("send", 3)
         event = NotificationDelivered(
-            delivery_id=delivery.id, cause_event_id="e1",
-            cause_event_type="zhumeng.request.unmatched.v1", recipient_id="res_1",
-            recipient_role="requester", channel="email", status="sent", delivered_at=later,
+            delivery_id=delivery.id,
+            cause_event_id="e1",
+            cause_event_type="zhumeng.request.unmatched.v1",
+            recipient_id="res_1",
+            recipient_role="requester",
+            channel="email",
+            status="sent",
+            delivered_at=later,
         )
         # the fenced-off attempt 2 cannot complete; attempt 3 can
         assert not await repo.complete(delivery.id, 2, "sent", later, None, None, event)

@@ -20,8 +20,12 @@ pytestmark = pytest.mark.unit
 START = datetime(2025, 6, 3, 1, 0, tzinfo=UTC)
 END = START + timedelta(hours=2)
 FACTS = templates.AssignedFacts(
-    request_id="req_1", service="义剪", window_start=START, window_end=END,
-    volunteer_name="小林", requester_first_name="秀英",
+    request_id="req_1",
+    service="义剪",
+    window_start=START,
+    window_end=END,
+    volunteer_name="小林",
+    requester_first_name="秀英",
 )
 
 
@@ -71,10 +75,17 @@ def test_unmatched_to_requester_mentions_the_coordinator() -> None:
     assert "no volunteer" in en.subject and "coordinator" in en.body
 
 
-@pytest.mark.parametrize(("full", "first"), [
-    ("王秀英", "秀英"), ("欧阳娜娜", "娜娜"), ("Alice  Smith", "Alice"), ("Bob", "Bob"),
-    ("李明", "明"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("full", "first"),
+    [
+        ("王秀英", "秀英"),
+        ("欧阳娜娜", "娜娜"),
+        ("Alice  Smith", "Alice"),
+        ("Bob", "Bob"),
+        ("李明", "明"),
+        ("", ""),
+    ],
+)
 def test_first_name(full: str, first: str) -> None:
     assert first_name(full) == first
 

@@ -27,10 +27,12 @@ from zhumeng_notify.domain.model import (
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
-REQUESTER = Recipient("res_1", "requester", "王秀英", "zh-CN", email="xiuying@example.org",
-                      phone="13812345678")
-VOLUNTEER = Recipient("vol_1", "volunteer", "Lin Xiaoming", "en", email="lin@example.org",
-                      phone="13987654321")
+REQUESTER = Recipient(
+    "res_1", "requester", "王秀英", "zh-CN", email="xiuying@example.org", phone="13812345678"
+)
+VOLUNTEER = Recipient(
+    "vol_1", "volunteer", "Lin Xiaoming", "en", email="lin@example.org", phone="13987654321"
+)
 
 
 class Clock:
@@ -49,8 +51,12 @@ class FakeRepo:
     async def claim(self, delivery: Delivery, now: datetime, lease: timedelta) -> Claim:
         doc = self.docs.get(delivery.id)
         if doc is None:
-            self.docs[delivery.id] = {"delivery": delivery, "status": "pending", "attempts": 1,
-                                      "lease_until": now + lease}
+            self.docs[delivery.id] = {
+                "delivery": delivery,
+                "status": "pending",
+                "attempts": 1,
+                "lease_until": now + lease,
+            }
             return Claim("send", 1, "pending", now + lease)
         if doc["status"] != "pending":
             return Claim("done", doc["attempts"], doc["status"])  # type: ignore[arg-type]
@@ -62,9 +68,16 @@ class FakeRepo:
             return Claim("send", doc["attempts"], "pending", now + lease)  # type: ignore[arg-type]
         return Claim("busy", doc["attempts"], "pending", lease_until)  # type: ignore[arg-type]
 
-    async def complete(self, delivery_id: str, attempt: int, status: Final, now: datetime,
-                       receipt: Receipt | None, error: str | None,
-                       event: NotificationDelivered) -> bool:
+    async def complete(
+        self,
+        delivery_id: str,
+        attempt: int,
+        status: Final,
+        now: datetime,
+        receipt: Receipt | None,
+        error: str | None,
+        event: NotificationDelivered,
+    ) -> bool:
         doc = self.docs[delivery_id]
         if doc["status"] != "pending" or doc["attempts"] != attempt:
             return False
@@ -93,8 +106,9 @@ class FakeChannel:
 
 
 class FakeDirectory:
-    def __init__(self, requester: Recipient | None = REQUESTER,
-                 volunteer: Recipient | None = VOLUNTEER) -> None:
+    def __init__(
+        self, requester: Recipient | None = REQUESTER, volunteer: Recipient | None = VOLUNTEER
+    ) -> None:
         self.requesters = {"req_1": requester} if requester else {}
         self.volunteers = {"vol_1": volunteer} if volunteer else {}
 
@@ -105,31 +119,48 @@ class FakeDirectory:
         return self.volunteers.get(volunteer_id)
 
     def service_name(self, service_type_id: str, locale: Locale) -> str | None:
-        return {"zh-CN": "义剪", "en": "Free haircut"}[locale] if service_type_id == "st_cut" \
-            else None
+        return (
+            {"zh-CN": "义剪", "en": "Free haircut"}[locale] if service_type_id == "st_cut" else None
+        )
 
 
 ASSIGNED = VolunteerAssigned(
-    request_id="req_1", assignment_id="asg_1", volunteer_id="vol_1",
-    volunteer_display_name="小林", service_type_id="st_cut",
+    request_id="req_1",
+    assignment_id="asg_1",
+    volunteer_id="vol_1",
+    volunteer_display_name="小林",
+    service_type_id="st_cut",
     window={"start": T0 + timedelta(days=1), "end": T0 + timedelta(days=1, hours=2)},
-    distance_km=3.2, score=0.8, explanation=[], candidates_considered=4, assigned_at=T0,
+    distance_km=3.2,
+    score=0.8,
+    explanation=[],
+    candidates_considered=4,
+    assigned_at=T0,
 )
 UNMATCHED = RequestUnmatched(
-    request_id="req_1", service_type_id="st_cut", reasons={"too_far": 3},
-    candidates_considered=3, decided_at=T0,
+    request_id="req_1",
+    service_type_id="st_cut",
+    reasons={"too_far": 3},
+    candidates_considered=3,
+    decided_at=T0,
 )
 
 
 def make(
-    email: FakeChannel | None = None, directory: FakeDirectory | None = None,
+    email: FakeChannel | None = None,
+    directory: FakeDirectory | None = None,
     max_send_attempts: int = 3,
 ) -> tuple[NotifyOnEvent, FakeRepo, FakeChannel, FakeChannel, Clock]:
     repo, clock = FakeRepo(), Clock()
     log_ch, email_ch = FakeChannel("log"), email or FakeChannel("email")
-    use_case = NotifyOnEvent(repo, {"log": log_ch, "email": email_ch},
-                             directory or FakeDirectory(), lease=timedelta(seconds=30),
-                             max_send_attempts=max_send_attempts, clock=clock)
+    use_case = NotifyOnEvent(
+        repo,
+        {"log": log_ch, "email": email_ch},
+        directory or FakeDirectory(),
+        lease=timedelta(seconds=30),
+        max_send_attempts=max_send_attempts,
+        clock=clock,
+    )
     return use_case, repo, log_ch, email_ch, clock
 
 
@@ -148,7 +179,9 @@ async def test_assignment_tells_requester_and_volunteer_in_their_locales() -> No
         assert pii not in to_volunteer.rendered.body
     assert not log_ch.sent
     assert [(e.recipient_role, e.status, e.channel) for e in repo.events] == [
-        ("requester", "sent", "email"), ("volunteer", "sent", "email")]
+        ("requester", "sent", "email"),
+        ("volunteer", "sent", "email"),
+    ]
 
 
 async def test_the_same_event_handled_twice_sends_once() -> None:
@@ -238,23 +271,40 @@ async def test_no_personal_data_in_the_logs(caplog: pytest.LogCaptureFixture) ->
     caplog.set_level(logging.DEBUG)
     repo = FakeRepo()
     failing = FakeChannel("email", fail_times=1)
-    use_case = NotifyOnEvent(repo, {"log": LogChannel(), "email": failing},
-                             FakeDirectory(volunteer=replace(VOLUNTEER, email=None)),
-                             max_send_attempts=1)
+    use_case = NotifyOnEvent(
+        repo,
+        {"log": LogChannel(), "email": failing},
+        FakeDirectory(volunteer=replace(VOLUNTEER, email=None)),
+        max_send_attempts=1,
+    )
     meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
     outcomes = await use_case.volunteer_assigned(meta, ASSIGNED)
     assert [o.result for o in outcomes] == ["failed", "sent"]  # email failed; log channel ok
     text = caplog.text
     assert f"{meta.id}|vol_1|log" in text and "139****4321" in text
-    for pii in ("13987654321", "xiuying@example.org", "13812345678", "王秀英",
-                "Lin Xiaoming", "Hello", "您好"):
+    for pii in (
+        "13987654321",
+        "xiuying@example.org",
+        "13812345678",
+        "王秀英",
+        "Lin Xiaoming",
+        "Hello",
+        "您好",
+    ):
         assert pii not in text, pii
 
 
 def test_smtp_message_has_a_stable_message_id() -> None:
     channel = SmtpChannel("127.0.0.1", 25, "noreply@zhumeng.test", clock=lambda: T0)
-    msg = Message("e1|res_1|email", "email", REQUESTER, REQUESTER.email,
-                  Rendered("【筑梦】主题", "正文 body"), Cause("e1", "t", "req_1"), "zh-CN")
+    msg = Message(
+        "e1|res_1|email",
+        "email",
+        REQUESTER,
+        REQUESTER.email,
+        Rendered("【筑梦】主题", "正文 body"),
+        Cause("e1", "t", "req_1"),
+        "zh-CN",
+    )
     mail = channel.build(msg)
     assert mail["Message-ID"] == message_id("e1|res_1|email")
     parsed = message_from_bytes(mail.as_bytes(), policy=default_policy)

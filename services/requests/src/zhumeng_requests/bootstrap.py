@@ -37,7 +37,6 @@ def build(settings: RequestsSettings | None = None) -> FastAPI:
     runtime.consume(
         ["matching.events.v1"], {VolunteerAssigned: on_outcome, RequestUnmatched: on_outcome}
     )
-    app = create_app(runtime, [router(service, principal_dependency(settings))],
-                     "Zhumeng requests")
+    app = create_app(runtime, [router(service, principal_dependency(settings))], "Zhumeng requests")
     app.state.runtime = runtime
     return app

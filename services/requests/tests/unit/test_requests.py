@@ -30,18 +30,36 @@ class FakeCatalog:
     def service_type(self, id: str) -> ServiceTypeRecord | None:
         if id != "haircut":
             return None
-        return ServiceTypeRecord(id="haircut", name_zh="理发", name_en="Haircut", category="care",
-                                 default_duration_min=60, target_claim_min=180, version=1)
+        return ServiceTypeRecord(
+            id="haircut",
+            name_zh="理发",
+            name_en="Haircut",
+            category="care",
+            default_duration_min=60,
+            target_claim_min=180,
+            version=1,
+        )
 
     def place(self, id: str) -> PlaceRecord | None:
         places = {
-            "pl_longxun": PlaceRecord(id="pl_longxun", kind="township", name_zh="龙浔",
-                                      name_en="Longxun", location=GeoPoint(lat=25.49, lon=118.24),
-                                      version=1),
-            "pl_longxun_v1": PlaceRecord(id="pl_longxun_v1", kind="village", name_zh="村",
-                                         name_en="V1", parent_id="pl_longxun",
-                                         township_id="pl_longxun",
-                                         location=GeoPoint(lat=25.5, lon=118.25), version=1),
+            "pl_longxun": PlaceRecord(
+                id="pl_longxun",
+                kind="township",
+                name_zh="龙浔",
+                name_en="Longxun",
+                location=GeoPoint(lat=25.49, lon=118.24),
+                version=1,
+            ),
+            "pl_longxun_v1": PlaceRecord(
+                id="pl_longxun_v1",
+                kind="village",
+                name_zh="村",
+                name_en="V1",
+                parent_id="pl_longxun",
+                township_id="pl_longxun",
+                location=GeoPoint(lat=25.5, lon=118.25),
+                version=1,
+            ),
         }
         return places.get(id)
 
@@ -66,9 +84,12 @@ class FakeRepo:
         return request_id in self.docs
 
     async def list(self, filters: dict[str, Any], limit: int, after: str | None) -> Page:
-        found = [d for d in sorted(self.docs.values(), key=lambda d: d["_id"], reverse=True)
-                 if all(d.get(k) == v for k, v in filters.items())
-                 and (after is None or d["_id"] < after)]
+        found = [
+            d
+            for d in sorted(self.docs.values(), key=lambda d: d["_id"], reverse=True)
+            if all(d.get(k) == v for k, v in filters.items())
+            and (after is None or d["_id"] < after)
+        ]
         more = len(found) > limit
         return Page(found[:limit], found[limit - 1]["_id"] if more else None)
 
@@ -85,8 +106,10 @@ def body(**kw: Any) -> NewRequest:
     data: dict[str, Any] = {
         "service_type_id": "haircut",
         "place_id": "pl_longxun_v1",
-        "window": {"start": (NOW + timedelta(days=1)).isoformat(),
-                   "end": (NOW + timedelta(days=1, hours=3)).isoformat()},
+        "window": {
+            "start": (NOW + timedelta(days=1)).isoformat(),
+            "end": (NOW + timedelta(days=1, hours=3)).isoformat(),
+        },
         "requester": {"name": "林阿姨", "phone": "13800001111"},
     }
     data.update(kw)
@@ -131,14 +154,19 @@ async def test_same_key_same_body_replays_other_body_conflicts(
     [
         ({"service_type_id": "nope"}, "service_type_id"),
         ({"place_id": "pl_nowhere"}, "place_id"),
-        ({"window": {"start": "2026-11-20T08:00:00+08:00", "end": "2026-11-20T09:00:00+08:00"}},
-         "window"),
-        ({"window": {"start": "2026-11-28T08:00:00+08:00", "end": "2026-12-28T09:00:00+08:00"}},
-         "window"),
+        (
+            {"window": {"start": "2026-11-20T08:00:00+08:00", "end": "2026-11-20T09:00:00+08:00"}},
+            "window",
+        ),
+        (
+            {"window": {"start": "2026-11-28T08:00:00+08:00", "end": "2026-12-28T09:00:00+08:00"}},
+            "window",
+        ),
     ],
 )
-async def test_unprocessable_input(svc: tuple[RequestService, FakeRepo], kw: dict[str, Any],
-                                   field: str) -> None:
+async def test_unprocessable_input(
+    svc: tuple[RequestService, FakeRepo], kw: dict[str, Any], field: str
+) -> None:
     service, repo = svc
     with pytest.raises(Unprocessable) as err:
         await service.post(RESIDENT, body(**kw), "k1", now=NOW)
@@ -177,16 +205,29 @@ async def test_outcome_applied_once(svc: tuple[RequestService, FakeRepo]) -> Non
     doc = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc
     window = TimeWindow(start=NOW + timedelta(days=1), end=NOW + timedelta(days=1, hours=3))
     assigned = VolunteerAssigned(
-        request_id=doc["_id"], assignment_id="asg_1", volunteer_id="vol_0001",
-        volunteer_display_name="小王", service_type_id="haircut", window=window, distance_km=1.2,
-        score=0.9, explanation=[], candidates_considered=3, assigned_at=NOW,
+        request_id=doc["_id"],
+        assignment_id="asg_1",
+        volunteer_id="vol_0001",
+        volunteer_display_name="小王",
+        service_type_id="haircut",
+        window=window,
+        distance_km=1.2,
+        score=0.9,
+        explanation=[],
+        candidates_considered=3,
+        assigned_at=NOW,
     )
     await service.on_outcome("ev1", assigned)
     await service.on_outcome("ev1", assigned)
     assert repo.docs[doc["_id"]]["status"] == "assigned"
     assert repo.docs[doc["_id"]]["applied"] == ["ev1"]
-    late = RequestUnmatched(request_id=doc["_id"], service_type_id="haircut", reasons={},
-                            candidates_considered=0, decided_at=NOW)
+    late = RequestUnmatched(
+        request_id=doc["_id"],
+        service_type_id="haircut",
+        reasons={},
+        candidates_considered=0,
+        decided_at=NOW,
+    )
     await service.on_outcome("ev2", late)  # an assignment is not undone
     assert repo.docs[doc["_id"]]["status"] == "assigned"
     with pytest.raises(PermanentError):

@@ -39,8 +39,8 @@ __all__ = [
     "FerretDBServer",
     "InfraError",
     "KafkaServer",
-    "cache_dir",
     "SecantusDBServer",
+    "cache_dir",
     "document_server",
     "ensure_ferretdb",
     "ensure_kafka_jars",
@@ -668,8 +668,9 @@ DOCUMENT_SERVERS: dict[str, type[FerretDBServer]] = {
 }
 
 
-def document_server(data_dir: Path, port: int, log_file: Path,
-                    kind: str | None = None) -> FerretDBServer:
+def document_server(
+    data_dir: Path, port: int, log_file: Path, kind: str | None = None
+) -> FerretDBServer:
     """The MongoDB-compatible server to run locally: ``ZHUMENG_DOCDB`` = secantusdb (default)
     or ferretdb (kept for comparison; its updates are not atomic, see ADR 0003)."""
     kind = kind or os.environ.get("ZHUMENG_DOCDB", "secantusdb")

@@ -20,11 +20,11 @@ LOCAL = ZoneInfo("Asia/Shanghai")
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record on a topic right now, from the start (no consumer group)."""
     from aiokafka import AIOKafkaConsumer
-
     from zhumeng_kit.kafka import all_partitions
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         parts = await all_partitions(consumer, [topic])
@@ -59,21 +59,24 @@ def bearer(subject: str, *roles: str, township: str | None = None) -> dict[str, 
     from zhumeng_kit.auth import mint_token
     from zhumeng_kit.settings import DEV_JWT_SECRET
 
-    return {"Authorization": "Bearer " + mint_token(DEV_JWT_SECRET, subject, list(roles),
-                                                     township)}
+    return {"Authorization": "Bearer " + mint_token(DEV_JWT_SECRET, subject, list(roles), township)}
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 30,
-                     interval: float = 0.2, what: str = "condition") -> T:
-    """Poll until `check` returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    within: float = 30,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Poll until `check` returns something truthy; fail with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
     last: T | None = None
     while time.monotonic() < deadline:
         last = await check()
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
 
 
 def window_tomorrow(start_hour: int = 9, hours: int = 3) -> dict[str, str]:
@@ -83,10 +86,16 @@ def window_tomorrow(start_hour: int = 9, hours: int = 3) -> dict[str, str]:
     return {"start": start.isoformat(), "end": (start + timedelta(hours=hours)).isoformat()}
 
 
-def request_body(service_type_id: str, place_id: str, email: str | None = None,
-                 **extra: Any) -> dict[str, Any]:
+def request_body(
+    service_type_id: str, place_id: str, email: str | None = None, **extra: Any
+) -> dict[str, Any]:
     requester: dict[str, Any] = {"name": "林秀英", "phone": "13900001234", "locale": "zh-CN"}
     if email:
         requester["email"] = email
-    return {"service_type_id": service_type_id, "place_id": place_id,
-            "window": window_tomorrow(), "requester": requester, **extra}
+    return {
+        "service_type_id": service_type_id,
+        "place_id": place_id,
+        "window": window_tomorrow(),
+        "requester": requester,
+        **extra,
+    }

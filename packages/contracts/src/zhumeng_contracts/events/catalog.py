@@ -11,6 +11,10 @@ from .base import Event
 from .common import GeoPoint, Id, Language, Locale, WeeklySlot
 
 
+def _mandarin() -> list[Language]:
+    return ["mandarin"]
+
+
 class ServiceTypeRecord(Event):
     TYPE: ClassVar[str] = "zhumeng.catalog.service-type.v1"
     TOPIC: ClassVar[str] = "catalog.service-types.v1"
@@ -65,7 +69,7 @@ class VolunteerRecord(Event):
     radius_km: float = Field(gt=0, le=200)
     availability: list[WeeklySlot] = Field(default_factory=list, max_length=50)
     capacity: int = Field(ge=1, le=20, description="concurrent assignments at most")
-    languages: list[Language] = Field(default_factory=lambda: ["mandarin"], max_length=5)
+    languages: list[Language] = Field(default_factory=_mandarin, max_length=5)
     team_ids: list[Id] = Field(default_factory=list, max_length=10)
     active: bool = True
     version: int = Field(ge=1)

@@ -51,8 +51,16 @@ TOWNSHIPS: tuple[tuple[str, str, str, float, float], ...] = (
     ("yangmei", "杨梅乡", "Yangmei", 25.602, 118.052),
     ("guiyang", "桂阳乡", "Guiyang", 25.628, 118.198),
 )
-_VILLAGE_WORDS = (("东", "East"), ("西", "West"), ("南", "South"), ("北", "North"),
-                  ("上", "Upper"), ("下", "Lower"), ("新", "New"), ("溪", "Creek"))
+_VILLAGE_WORDS = (
+    ("东", "East"),
+    ("西", "West"),
+    ("南", "South"),
+    ("北", "North"),
+    ("上", "Upper"),
+    ("下", "Lower"),
+    ("新", "New"),
+    ("溪", "Creek"),
+)
 
 # id, zh, en, category, skills, certifications, duration (min), target claim (min)
 SERVICE_TYPES: tuple[tuple[str, str, str, str, list[str], list[str], int, int], ...] = (
@@ -61,33 +69,76 @@ SERVICE_TYPES: tuple[tuple[str, str, str, str, list[str], list[str], int, int], 
     ("dental_clinic", "口腔义诊", "Dental clinic", "health", [], ["dentist_license"], 180, 1440),
     ("parcel_delivery", "包裹代送", "Parcel delivery", "logistics", ["driving"], [], 60, 120),
     ("doctor_visit", "医生出诊", "Doctor visit", "health", [], ["medical_license"], 60, 240),
-    ("ride_to_relatives", "探亲搭车", "Ride to relatives", "transport", ["driving"], [],
-     120, 180),
-    ("produce_sale", "助农销售", "Help selling produce", "livelihood", ["ecommerce"], [],
-     120, 720),
+    ("ride_to_relatives", "探亲搭车", "Ride to relatives", "transport", ["driving"], [], 120, 180),
+    ("produce_sale", "助农销售", "Help selling produce", "livelihood", ["ecommerce"], [], 120, 720),
     ("neighbour_help", "邻里互助", "Neighbour help", "community", [], [], 60, 60),
     ("care_visit", "关爱探访", "Care visit", "care", ["companionship"], [], 60, 240),
-    ("culture_event", "文体活动", "Culture and sports event", "culture",
-     ["event_organising"], [], 120, 1440),
+    (
+        "culture_event",
+        "文体活动",
+        "Culture and sports event",
+        "culture",
+        ["event_organising"],
+        [],
+        120,
+        1440,
+    ),
     ("health_check", "健康体检", "Health check", "health", [], ["nursing"], 90, 480),
     ("resource_sharing", "资源共享", "Resource sharing", "community", [], [], 30, 720),
 )
 
-_SURNAMES = (("林", "Lin"), ("陈", "Chen"), ("郑", "Zheng"), ("黄", "Huang"), ("王", "Wang"),
-             ("李", "Li"), ("张", "Zhang"), ("刘", "Liu"), ("苏", "Su"), ("徐", "Xu"),
-             ("赖", "Lai"), ("曾", "Zeng"), ("颜", "Yan"), ("连", "Lian"), ("涂", "Tu"))
-_GIVEN = (("美华", "Meihua"), ("志强", "Zhiqiang"), ("丽娟", "Lijuan"), ("建国", "Jianguo"),
-          ("秀英", "Xiuying"), ("伟", "Wei"), ("芳", "Fang"), ("明", "Ming"), ("静", "Jing"),
-          ("海峰", "Haifeng"), ("晓燕", "Xiaoyan"), ("俊杰", "Junjie"), ("春梅", "Chunmei"),
-          ("文辉", "Wenhui"), ("雅婷", "Yating"), ("国平", "Guoping"), ("桂兰", "Guilan"),
-          ("宏", "Hong"), ("婷婷", "Tingting"), ("德福", "Defu"))
+_SURNAMES = (
+    ("林", "Lin"),
+    ("陈", "Chen"),
+    ("郑", "Zheng"),
+    ("黄", "Huang"),
+    ("王", "Wang"),
+    ("李", "Li"),
+    ("张", "Zhang"),
+    ("刘", "Liu"),
+    ("苏", "Su"),
+    ("徐", "Xu"),
+    ("赖", "Lai"),
+    ("曾", "Zeng"),
+    ("颜", "Yan"),
+    ("连", "Lian"),
+    ("涂", "Tu"),
+)
+_GIVEN = (
+    ("美华", "Meihua"),
+    ("志强", "Zhiqiang"),
+    ("丽娟", "Lijuan"),
+    ("建国", "Jianguo"),
+    ("秀英", "Xiuying"),
+    ("伟", "Wei"),
+    ("芳", "Fang"),
+    ("明", "Ming"),
+    ("静", "Jing"),
+    ("海峰", "Haifeng"),
+    ("晓燕", "Xiaoyan"),
+    ("俊杰", "Junjie"),
+    ("春梅", "Chunmei"),
+    ("文辉", "Wenhui"),
+    ("雅婷", "Yating"),
+    ("国平", "Guoping"),
+    ("桂兰", "Guilan"),
+    ("宏", "Hong"),
+    ("婷婷", "Tingting"),
+    ("德福", "Defu"),
+)
 # common skills with the share of volunteers who have them
-_COMMON_SKILLS = (("companionship", 0.7), ("errands", 0.6), ("cleaning", 0.35),
-                  ("cooking", 0.3), ("event_organising", 0.2), ("repair", 0.15),
-                  ("tutoring", 0.15), ("photography", 0.1))
+_COMMON_SKILLS = (
+    ("companionship", 0.7),
+    ("errands", 0.6),
+    ("cleaning", 0.35),
+    ("cooking", 0.3),
+    ("event_organising", 0.2),
+    ("repair", 0.15),
+    ("tutoring", 0.15),
+    ("photography", 0.1),
+)
 # certified specialists: (certification, count); volunteers are picked deterministically
-_SPECIALISTS = (("dentist_license", 5), ("audiology", 5), ("medical_license", 8),
-                ("nursing", 12))
+_SPECIALISTS = (("dentist_license", 5), ("audiology", 5), ("medical_license", 8), ("nursing", 12))
 
 
 @dataclass
@@ -100,29 +151,56 @@ class DemoCatalog:
 
 def _places(rng: random.Random) -> list[PlaceCreate]:
     lat0, lon0 = COUNTY_SEAT
-    out = [PlaceCreate(id="pl_county", kind="county", name_zh="德化县", name_en="Dehua County",
-                       location=GeoPoint(lat=lat0, lon=lon0))]
+    out = [
+        PlaceCreate(
+            id="pl_county",
+            kind="county",
+            name_zh="德化县",
+            name_en="Dehua County",
+            location=GeoPoint(lat=lat0, lon=lon0),
+        )
+    ]
     for slug, zh, en, lat, lon in TOWNSHIPS:
         tid = f"pl_{slug}"
-        out.append(PlaceCreate(id=tid, kind="township", name_zh=zh, name_en=en,
-                               parent_id="pl_county", location=GeoPoint(lat=lat, lon=lon)))
+        out.append(
+            PlaceCreate(
+                id=tid,
+                kind="township",
+                name_zh=zh,
+                name_en=en,
+                parent_id="pl_county",
+                location=GeoPoint(lat=lat, lon=lon),
+            )
+        )
         words = rng.sample(_VILLAGE_WORDS, rng.choice((2, 3)))
         for n, (wzh, wen) in enumerate(words, start=1):
             vlat = lat + rng.uniform(-0.03, 0.03)
             vlon = lon + rng.uniform(-0.03, 0.03)
-            out.append(PlaceCreate(
-                id=f"{tid}_v{n}", kind="village", name_zh=f"{zh.rstrip('镇乡')}{wzh}村",
-                name_en=f"{en} {wen} Village", parent_id=tid,
-                location=GeoPoint(lat=round(vlat, 5), lon=round(vlon, 5)),
-            ))
+            out.append(
+                PlaceCreate(
+                    id=f"{tid}_v{n}",
+                    kind="village",
+                    name_zh=f"{zh.rstrip('镇乡')}{wzh}村",
+                    name_en=f"{en} {wen} Village",
+                    parent_id=tid,
+                    location=GeoPoint(lat=round(vlat, 5), lon=round(vlon, 5)),
+                )
+            )
     return out
 
 
 def _service_types() -> list[ServiceTypeCreate]:
     return [
-        ServiceTypeCreate(id=sid, name_zh=zh, name_en=en, category=cat, required_skills=skills,
-                          required_certifications=certs, default_duration_min=dur,
-                          target_claim_min=claim)
+        ServiceTypeCreate(
+            id=sid,
+            name_zh=zh,
+            name_en=en,
+            category=cat,
+            required_skills=skills,
+            required_certifications=certs,
+            default_duration_min=dur,
+            target_claim_min=claim,
+        )
         for sid, zh, en, cat, skills, certs, dur, claim in SERVICE_TYPES
     ]
 
@@ -146,7 +224,7 @@ def _volunteers(rng: random.Random, places: list[PlaceCreate]) -> list[Volunteer
     rng.shuffle(pool)
     at = 0
     for cert, count in _SPECIALISTS:
-        for n in pool[at:at + count]:
+        for n in pool[at : at + count]:
             certified.setdefault(n, []).append(cert)
         at += count
     out = []
@@ -169,21 +247,23 @@ def _volunteers(rng: random.Random, places: list[PlaceCreate]) -> list[Volunteer
         if locale == "en" or rng.random() < 0.05:
             languages.append("english")
         home = rng.choice(villages) if rng.random() < 0.7 else rng.choice(towns)
-        out.append(VolunteerCreate(
-            id=f"vol_{n:04d}",
-            name=f"{sen} {gen}" if locale == "en" else f"{szh}{gzh}",
-            display_name=gen if locale == "en" else gzh,
-            phone=f"1380000{n:04d}",
-            email=f"vol{n:04d}@{DEMO_EMAIL_DOMAIN}",
-            locale=locale,
-            skills=skills,
-            certifications=certs,
-            home_place_id=home,
-            radius_km=float(rng.choice((5, 10, 15, 20, 25, 30, 40))),
-            availability=_availability(rng),
-            capacity=rng.choice((1, 1, 2, 2, 3)),
-            languages=languages,
-        ))
+        out.append(
+            VolunteerCreate(
+                id=f"vol_{n:04d}",
+                name=f"{sen} {gen}" if locale == "en" else f"{szh}{gzh}",
+                display_name=gen if locale == "en" else gzh,
+                phone=f"1380000{n:04d}",
+                email=f"vol{n:04d}@{DEMO_EMAIL_DOMAIN}",
+                locale=locale,
+                skills=skills,
+                certifications=certs,
+                home_place_id=home,
+                radius_km=float(rng.choice((5, 10, 15, 20, 25, 30, 40))),
+                availability=_availability(rng),
+                capacity=rng.choice((1, 1, 2, 2, 3)),
+                languages=languages,
+            )
+        )
     return out
 
 
@@ -196,15 +276,35 @@ def _teams(rng: random.Random, volunteers: list[VolunteerCreate]) -> list[TeamCr
     drivers = ids(lambda v: "driving" in v.skills, 25)
     youth = sorted(rng.sample([v.id for v in volunteers if v.id], 15))
     return [
-        TeamCreate(id="team_barbers", name="爱心理发队 Barbers' team", township_id="pl_longxun",
-                   lead_volunteer_id=barbers[0], member_ids=barbers, skills=["haircut"]),
-        TeamCreate(id="team_medical", name="医疗志愿服务队 Medical team",
-                   lead_volunteer_id=medical[0], member_ids=medical,
-                   skills=["first_aid"]),
-        TeamCreate(id="team_drivers", name="邮路爱心车队 Drivers' team",
-                   lead_volunteer_id=drivers[0], member_ids=drivers, skills=["driving"]),
-        TeamCreate(id="team_youth", name="青年志愿者服务队 Youth League team",
-                   township_id="pl_xunzhong", lead_volunteer_id=youth[0], member_ids=youth),
+        TeamCreate(
+            id="team_barbers",
+            name="爱心理发队 Barbers' team",
+            township_id="pl_longxun",
+            lead_volunteer_id=barbers[0],
+            member_ids=barbers,
+            skills=["haircut"],
+        ),
+        TeamCreate(
+            id="team_medical",
+            name="医疗志愿服务队 Medical team",
+            lead_volunteer_id=medical[0],
+            member_ids=medical,
+            skills=["first_aid"],
+        ),
+        TeamCreate(
+            id="team_drivers",
+            name="邮路爱心车队 Drivers' team",
+            lead_volunteer_id=drivers[0],
+            member_ids=drivers,
+            skills=["driving"],
+        ),
+        TeamCreate(
+            id="team_youth",
+            name="青年志愿者服务队 Youth League team",
+            township_id="pl_xunzhong",
+            lead_volunteer_id=youth[0],
+            member_ids=youth,
+        ),
     ]
 
 

@@ -60,7 +60,8 @@ class InMemoryCatalogRepository:
         self, kind: Kind, query: Query, after: str | None, limit: int
     ) -> list[dict[str, Any]]:
         rows = [
-            copy.deepcopy(d) for i, d in sorted(self.docs[kind].items())
+            copy.deepcopy(d)
+            for i, d in sorted(self.docs[kind].items())
             if (after is None or i > after) and query.matches(d)
         ]
         return rows[:limit]

@@ -42,9 +42,7 @@ def to_mongo(query: Query) -> Doc:
     if query.text is not None:
         fields, needle = query.text
         pattern = re.escape(needle)
-        clauses.append(
-            {"$or": [{f: {"$regex": pattern, "$options": "i"}} for f in fields]}
-        )
+        clauses.append({"$or": [{f: {"$regex": pattern, "$options": "i"}} for f in fields]})
     for name, lo, hi in query.ranges:
         clauses.append({name: {"$gte": lo, "$lte": hi}})
     if not clauses:
@@ -57,9 +55,7 @@ def _state(doc: Doc) -> dict[str, Any]:
 
 
 class MongoCatalogRepository:
-    def __init__(
-        self, db: AsyncDatabase[Doc], on_write: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], on_write: Callable[[], None] | None = None) -> None:
         self._db = db
         self._on_write = on_write or (lambda: None)
 

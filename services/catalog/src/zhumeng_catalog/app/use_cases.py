@@ -55,10 +55,15 @@ MODELS: dict[Kind, type[Entity]] = {
     "teams": Team,
 }
 PREFIX: dict[Kind, str] = {
-    "service_types": "st", "places": "pl", "volunteers": "vol", "teams": "team",
+    "service_types": "st",
+    "places": "pl",
+    "volunteers": "vol",
+    "teams": "team",
 }
 NOUN: dict[Kind, str] = {
-    "service_types": "service type", "places": "place", "volunteers": "volunteer",
+    "service_types": "service type",
+    "places": "place",
+    "volunteers": "volunteer",
     "teams": "team",
 }
 CAS_ATTEMPTS = 8
@@ -299,8 +304,11 @@ class Catalog:
             ranges = [("home.lat", lat_lo, lat_hi), ("home.lon", lon_lo, lon_hi)]
         query = Query.build(
             equals=[
-                ("skills", _norm(skill)), ("certifications", _norm(certification)),
-                ("township_id", township_id), ("languages", language), ("team_ids", team_id),
+                ("skills", _norm(skill)),
+                ("certifications", _norm(certification)),
+                ("township_id", township_id),
+                ("languages", language),
+                ("team_ids", team_id),
             ],
             ranges=ranges,
             active_only=not include_inactive,
@@ -413,7 +421,8 @@ class Catalog:
     ) -> Page[Team]:
         query = Query.build(
             equals=[
-                ("township_id", township_id), ("member_ids", member_id),
+                ("township_id", township_id),
+                ("member_ids", member_id),
                 ("skills", _norm(skill)),
             ],
             text=(("name", "id"), (q or "").strip()),

@@ -235,8 +235,13 @@ class Volunteer(Entity):
 
     def to_contact(self) -> ContactRecord:
         return ContactRecord(
-            id=self.id, name=self.name, phone=self.phone, email=self.email, locale=self.locale,
-            active=self.active, version=self.version,
+            id=self.id,
+            name=self.name,
+            phone=self.phone,
+            email=self.email,
+            locale=self.locale,
+            active=self.active,
+            version=self.version,
         )
 
     def contact_changed(self, old: Volunteer) -> bool:

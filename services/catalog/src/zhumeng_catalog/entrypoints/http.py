@@ -182,8 +182,16 @@ def build_router(catalog: Catalog, settings: ServiceSettings) -> APIRouter:
             except ValueError as exc:
                 raise Unprocessable(f"near must be 'lat,lon' in degrees: {exc}") from exc
         page = await catalog.search_volunteers(
-            skill, certification, township_id, language, team_id, point, within_km,
-            include_inactive, limit, cursor,
+            skill,
+            certification,
+            township_id,
+            language,
+            team_id,
+            point,
+            within_km,
+            include_inactive,
+            limit,
+            cursor,
         )
         items = [show(v, who, page.distances.get(v.id)) for v in page.items]
         return PageOut[VolunteerOut](items=items, next_cursor=page.next_cursor)

@@ -3,6 +3,8 @@ single-document update."""
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -45,11 +47,9 @@ class MongoLoadStore:
             if current is not None:
                 self._cache[volunteer_id] = Load(current.get("n", 0), current.get("total", 0))
                 return bool(request_id in current.get("active", []))
-            try:  # first assignment ever for this volunteer
-                await self._coll.insert_one({"_id": volunteer_id, "n": 0, "total": 0,
-                                             "active": []})
-            except DuplicateKeyError:
-                pass
+            # first assignment ever for this volunteer (another replica may create it too)
+            with suppress(DuplicateKeyError):
+                await self._coll.insert_one({"_id": volunteer_id, "n": 0, "total": 0, "active": []})
         return False
 
     async def holder_of(self, request_id: str) -> str | None:
@@ -74,12 +74,18 @@ class MongoDecisionStore:
         await ensure_outbox_index(self._coll)
 
     async def begin(self, request_id: str, event_id: str) -> Doc:
-        try:
-            await self._coll.insert_one({"_id": request_id, "state": "deciding",
-                                         "cause_event_id": event_id, "_v": 1, "outbox": [],
-                                         "has_outbox": False})
-        except DuplicateKeyError:
-            pass  # redelivery, or another replica got here first
+        # a redelivery, or another replica got here first, finds the document already there
+        with suppress(DuplicateKeyError):
+            await self._coll.insert_one(
+                {
+                    "_id": request_id,
+                    "state": "deciding",
+                    "cause_event_id": event_id,
+                    "_v": 1,
+                    "outbox": [],
+                    "has_outbox": False,
+                }
+            )
         doc = await self._coll.find_one({"_id": request_id}, {"outbox": 0})
         if doc is None:
             raise RuntimeError(f"decision {request_id} vanished")

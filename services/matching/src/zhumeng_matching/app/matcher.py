@@ -61,17 +61,18 @@ class Matcher:
 
         held = await self._loads.holder_of(request.request_id)
         if held is not None and (vol := self._index.get(held)) is not None:
-            d = haversine_km(request.location.lat, request.location.lon, vol.home.lat,
-                             vol.home.lon)
+            d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
             total, parts = score(vol, request, Load(), d)
             return await self._assign(request, Candidate(vol, d, total, parts), 1)
 
-        nearby = self._index.nearby(request.location.lat, request.location.lon,
-                                    service.required_skills)
+        nearby = self._index.nearby(
+            request.location.lat, request.location.lon, service.required_skills
+        )
         ranking = rank(request, service, nearby, self._loads.cached())
         for candidate in ranking.candidates:
-            if await self._loads.reserve(candidate.volunteer.id, request.request_id,
-                                         candidate.volunteer.capacity):
+            if await self._loads.reserve(
+                candidate.volunteer.id, request.request_id, candidate.volunteer.capacity
+            ):
                 return await self._assign(request, candidate, ranking.considered)
             ranking.rejected["no_capacity"] += 1
         reasons = ranking.rejected or Counter({"no_volunteer_nearby": 1})
@@ -103,20 +104,28 @@ class Matcher:
         await self._finish(request, "assigned", fields, [outbox_entry(event, SOURCE)])
         return "assigned"
 
-    async def _unmatched(self, request: RequestPosted, reasons: dict[str, int],
-                         considered: int) -> str:
+    async def _unmatched(
+        self, request: RequestPosted, reasons: dict[str, int], considered: int
+    ) -> str:
         now = datetime.now(UTC)
         event = RequestUnmatched(
-            request_id=request.request_id, service_type_id=request.service_type_id,
-            reasons=reasons, candidates_considered=considered, decided_at=now,
+            request_id=request.request_id,
+            service_type_id=request.service_type_id,
+            reasons=reasons,
+            candidates_considered=considered,
+            decided_at=now,
         )
         fields = {"reasons": reasons, "decided_at": now}
         await self._finish(request, "unmatched", fields, [outbox_entry(event, SOURCE)])
         return "unmatched"
 
-    async def _finish(self, request: RequestPosted, state: str, fields: dict[str, object],
-                      entries: list[dict[str, object]]) -> None:
+    async def _finish(
+        self,
+        request: RequestPosted,
+        state: str,
+        fields: dict[str, object],
+        entries: list[dict[str, object]],
+    ) -> None:
         if await self._decisions.finish(request.request_id, state, fields, entries):
             self._on_events()
         log.info("request %s %s", request.request_id, state)
-

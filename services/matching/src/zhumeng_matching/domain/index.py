@@ -54,7 +54,9 @@ class VolunteerIndex:
         else:
             self.put(record)
 
-    def nearby(self, lat: float, lon: float, required_skills: Iterable[str]) -> list[VolunteerRecord]:
+    def nearby(
+        self, lat: float, lon: float, required_skills: Iterable[str]
+    ) -> list[VolunteerRecord]:
         """Volunteers in cells within the largest radius of the point, holding every
         required skill. Exact distance and the volunteer's own radius are checked later."""
         skill_sets = [self._skills.get(s, set()) for s in required_skills]

@@ -72,12 +72,12 @@ def score(
         "distance": max(0.0, 1.0 - distance_km / vol.radius_km),
         "fairness": 1.0 - load.active / vol.capacity,
         "newcomer": 1.0 if load.total == 0 else 0.0,
-        "language": 1.0 if request.language is None or request.language in vol.languages
-        else 0.0,
+        "language": 1.0 if request.language is None or request.language in vol.languages else 0.0,
     }
     parts = tuple(
-        ScorePart(criterion=k, value=round(v, 4), weight=WEIGHTS[k],
-                  contribution=round(v * WEIGHTS[k], 4))
+        ScorePart(
+            criterion=k, value=round(v, 4), weight=WEIGHTS[k], contribution=round(v * WEIGHTS[k], 4)
+        )
         for k, v in figures.items()
     )
     return round(sum(p.contribution for p in parts), 4), parts

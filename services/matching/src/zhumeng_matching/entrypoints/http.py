@@ -2,7 +2,6 @@
 # No `from __future__ import annotations` here: FastAPI resolves the handlers' local
 # Annotated dependencies at definition time.
 
-
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -16,8 +15,9 @@ from ..domain.index import VolunteerIndex
 CurrentPrincipal = Callable[[Request], Coroutine[Any, Any, Principal]]
 
 
-def router(decisions: MongoDecisionStore, index: VolunteerIndex,
-           current: CurrentPrincipal) -> APIRouter:
+def router(
+    decisions: MongoDecisionStore, index: VolunteerIndex, current: CurrentPrincipal
+) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["matching"])
     Anyone = Annotated[Principal, Depends(current)]
 

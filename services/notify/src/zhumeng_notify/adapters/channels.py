@@ -30,8 +30,12 @@ class LogChannel:
     async def send(self, message: Message) -> Receipt:
         log.info(
             "notification delivery=%s channel=%s recipient=%s role=%s address=%s locale=%s",
-            message.delivery_id, self.name, message.recipient.id, message.recipient.role,
-            message.masked_address, message.locale,
+            message.delivery_id,
+            self.name,
+            message.recipient.id,
+            message.recipient.role,
+            message.masked_address,
+            message.locale,
         )
         return Receipt(self.name, f"log:{message.delivery_id}", self._clock())
 
@@ -80,6 +84,11 @@ class SmtpChannel:
     async def send(self, message: Message) -> Receipt:
         mail = self.build(message)
         await asyncio.to_thread(self._send_sync, mail)
-        log.info("notification delivery=%s channel=%s recipient=%s address=%s",
-                 message.delivery_id, self.name, message.recipient.id, message.masked_address)
+        log.info(
+            "notification delivery=%s channel=%s recipient=%s address=%s",
+            message.delivery_id,
+            self.name,
+            message.recipient.id,
+            message.masked_address,
+        )
         return Receipt(self.name, str(mail["Message-ID"]), self._clock())

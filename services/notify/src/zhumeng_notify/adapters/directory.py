@@ -23,15 +23,27 @@ class ViewDirectory:
         c = self.requesters.get(request_id)
         if c is None:
             return None
-        return Recipient(id=c.requester_id, role="requester", name=c.name, locale=c.locale,
-                         email=str(c.email) if c.email else None, phone=c.phone)
+        return Recipient(
+            id=c.requester_id,
+            role="requester",
+            name=c.name,
+            locale=c.locale,
+            email=str(c.email) if c.email else None,
+            phone=c.phone,
+        )
 
     def volunteer(self, volunteer_id: str) -> Recipient | None:
         c = self.volunteers.get(volunteer_id)
         if c is None:
             return None
-        return Recipient(id=c.id, role="volunteer", name=c.name, locale=c.locale,
-                         email=str(c.email) if c.email else None, phone=c.phone)
+        return Recipient(
+            id=c.id,
+            role="volunteer",
+            name=c.name,
+            locale=c.locale,
+            email=str(c.email) if c.email else None,
+            phone=c.phone,
+        )
 
     def service_name(self, service_type_id: str, locale: Locale) -> str | None:
         st = self.service_types.get(service_type_id)

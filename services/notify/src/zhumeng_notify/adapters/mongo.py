@@ -81,8 +81,12 @@ class MongoDeliveryRepository:
         taken = await self._coll.find_one_and_update(
             {"_id": delivery.id, "status": "pending", "lease_until": {"$lte": now}},
             {
-                "$set": {"lease_until": now + lease, "updated_at": now,
-                         "subject": delivery.subject, "body": delivery.body},
+                "$set": {
+                    "lease_until": now + lease,
+                    "updated_at": now,
+                    "subject": delivery.subject,
+                    "body": delivery.body,
+                },
                 "$inc": {"attempts": 1},
             },
             return_document=ReturnDocument.AFTER,
@@ -109,14 +113,16 @@ class MongoDeliveryRepository:
         event: NotificationDelivered,
     ) -> bool:
         update = append_events(
-            {"$set": {
-                "status": status,
-                "updated_at": now,
-                "sent_at": now if status == "sent" else None,
-                "receipt": receipt.reference if receipt else None,
-                "error": error,
-                "lease_until": None,
-            }},
+            {
+                "$set": {
+                    "status": status,
+                    "updated_at": now,
+                    "sent_at": now if status == "sent" else None,
+                    "receipt": receipt.reference if receipt else None,
+                    "error": error,
+                    "lease_until": None,
+                }
+            },
             [outbox_entry(event, source=SOURCE)],
         )
         res = await self._coll.update_one(
@@ -151,8 +157,11 @@ class MongoDeliveryRepository:
             query["request_id"] = request_id
         if cursor:
             query["seq"] = {"$lt": cursor}
-        docs = await self._coll.find(query, {"outbox": 0}).sort("seq", DESCENDING).limit(
-            limit + 1
-        ).to_list()
+        docs = (
+            await self._coll.find(query, {"outbox": 0})
+            .sort("seq", DESCENDING)
+            .limit(limit + 1)
+            .to_list()
+        )
         next_cursor = docs[limit - 1]["seq"] if len(docs) > limit else None
         return docs[:limit], next_cursor

@@ -165,20 +165,33 @@ class NotifyOnEvent:
         except Exception as exc:
             error = _describe(exc, message.address)
             if claim.attempts < self._max_send:
-                await self._deliveries.release(message.delivery_id, claim.attempts,
-                                               self._clock(), error)
-                log.warning("delivery %s attempt %d failed (%s); will retry",
-                            message.delivery_id, claim.attempts, error)
+                await self._deliveries.release(
+                    message.delivery_id, claim.attempts, self._clock(), error
+                )
+                log.warning(
+                    "delivery %s attempt %d failed (%s); will retry",
+                    message.delivery_id,
+                    claim.attempts,
+                    error,
+                )
                 raise SendFailed(f"delivery {message.delivery_id}: {error}") from None
-            log.error("delivery %s failed after %d attempts: %s",
-                      message.delivery_id, claim.attempts, error)
+            log.error(
+                "delivery %s failed after %d attempts: %s",
+                message.delivery_id,
+                claim.attempts,
+                error,
+            )
             await self._finish(message, claim.attempts, "failed", None, error)
             return Outcome(message.delivery_id, "failed")
         await self._finish(message, claim.attempts, "sent", receipt, None)
         return Outcome(message.delivery_id, "sent")
 
     async def _finish(
-        self, message: Message, attempt: int, status: Final, receipt: Receipt | None,
+        self,
+        message: Message,
+        attempt: int,
+        status: Final,
+        receipt: Receipt | None,
         error: str | None,
     ) -> None:
         now = self._clock()
@@ -196,8 +209,10 @@ class NotifyOnEvent:
             message.delivery_id, attempt, status, now, receipt, error, event
         )
         if not held:
-            log.warning("delivery %s was taken over by another sender before it completed",
-                        message.delivery_id)
+            log.warning(
+                "delivery %s was taken over by another sender before it completed",
+                message.delivery_id,
+            )
 
 
 def _describe(exc: Exception, address: str | None) -> str:

@@ -5,10 +5,30 @@ from __future__ import annotations
 from .model import EMAIL_CHANNEL, LOG_CHANNEL, Recipient
 
 # Two-character Chinese surnames (复姓) that keep their second character.
-_COMPOUND_SURNAMES = frozenset({
-    "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐",
-    "司徒", "夏侯", "宇文", "长孙", "澹台", "端木", "独孤", "南宫", "西门", "轩辕",
-})
+_COMPOUND_SURNAMES = frozenset(
+    {
+        "欧阳",
+        "司马",
+        "诸葛",
+        "上官",
+        "东方",
+        "皇甫",
+        "尉迟",
+        "公孙",
+        "慕容",
+        "令狐",
+        "司徒",
+        "夏侯",
+        "宇文",
+        "长孙",
+        "澹台",
+        "端木",
+        "独孤",
+        "南宫",
+        "西门",
+        "轩辕",
+    }
+)
 
 
 def _is_cjk(ch: str) -> bool:

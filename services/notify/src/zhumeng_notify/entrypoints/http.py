@@ -67,8 +67,9 @@ def router(
                 raise Forbidden("you may only list your own notifications")
             recipient_id = who.subject
         docs, next_cursor = await deliveries.page(recipient_id, request_id, limit, cursor)
-        return NotificationPage(items=[NotificationOut.of(d) for d in docs],
-                                next_cursor=next_cursor)
+        return NotificationPage(
+            items=[NotificationOut.of(d) for d in docs], next_cursor=next_cursor
+        )
 
     @api.get("/{delivery_id}", response_model=NotificationOut)
     async def get_notification(delivery_id: str, who: Who) -> NotificationOut:

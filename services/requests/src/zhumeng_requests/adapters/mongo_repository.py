@@ -21,12 +21,15 @@ class MongoRequestRepository:
         self._coll = db[COLLECTION]
 
     async def ensure_indexes(self) -> None:
-        await self._coll.create_index([("idempotency_key", ASCENDING)], unique=True,
-                                      name="idempotency_key")
-        await self._coll.create_index([("requester_id", ASCENDING), ("_id", DESCENDING)],
-                                      name="by_requester")
-        await self._coll.create_index([("status", ASCENDING), ("_id", DESCENDING)],
-                                      name="by_status")
+        await self._coll.create_index(
+            [("idempotency_key", ASCENDING)], unique=True, name="idempotency_key"
+        )
+        await self._coll.create_index(
+            [("requester_id", ASCENDING), ("_id", DESCENDING)], name="by_requester"
+        )
+        await self._coll.create_index(
+            [("status", ASCENDING), ("_id", DESCENDING)], name="by_status"
+        )
         await ensure_outbox_index(self._coll)
 
     async def insert(self, doc: Doc) -> bool:

@@ -48,12 +48,12 @@ class RequestService:
 
         service_type = self._catalog.service_type(body.service_type_id)
         if service_type is None:
-            raise Unprocessable(f"unknown service type {body.service_type_id!r}",
-                                field="service_type_id")
+            raise Unprocessable(
+                f"unknown service type {body.service_type_id!r}", field="service_type_id"
+            )
         place = self._catalog.place(body.place_id)
         if place is None or place.kind == "county":
-            raise Unprocessable(f"unknown village or township {body.place_id!r}",
-                                field="place_id")
+            raise Unprocessable(f"unknown village or township {body.place_id!r}", field="place_id")
         try:
             body.check_window(now)
         except ValueError as exc:
@@ -62,14 +62,23 @@ class RequestService:
         request_id = new_id("req")
         township_id = place.township_id or place.id
         contact = RequesterContact(
-            request_id=request_id, requester_id=who.subject, name=body.requester.name,
-            phone=body.requester.phone, email=body.requester.email,
+            request_id=request_id,
+            requester_id=who.subject,
+            name=body.requester.name,
+            phone=body.requester.phone,
+            email=body.requester.email,
             locale=body.requester.locale,
         )
         posted = RequestPosted(
-            request_id=request_id, service_type_id=service_type.id, place_id=place.id,
-            township_id=township_id, location=place.location, window=body.window,
-            slots=body.slots, language=body.language, posted_at=now,
+            request_id=request_id,
+            service_type_id=service_type.id,
+            place_id=place.id,
+            township_id=township_id,
+            location=place.location,
+            window=body.window,
+            slots=body.slots,
+            language=body.language,
+            posted_at=now,
         )
         doc = new_document(
             {

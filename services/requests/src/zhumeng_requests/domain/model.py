@@ -87,4 +87,3 @@ def outcome_of(event: VolunteerAssigned | RequestUnmatched) -> dict[str, Any]:
             "decided_at": event.decided_at,
         },
     }
-

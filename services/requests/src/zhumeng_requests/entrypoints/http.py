@@ -2,7 +2,6 @@
 # No `from __future__ import annotations` here: FastAPI resolves the handlers' local
 # Annotated dependencies at definition time.
 
-
 import base64
 import binascii
 from collections.abc import Callable, Coroutine
@@ -100,12 +99,17 @@ def router(service: RequestService, current: CurrentPrincipal) -> APIRouter:
     ) -> dict[str, Any]:
         page = await service.list(
             who,
-            {"status": status.value if status else None, "service_type_id": service_type_id,
-             "township_id": township_id},
+            {
+                "status": status.value if status else None,
+                "service_type_id": service_type_id,
+                "township_id": township_id,
+            },
             limit,
             decode_cursor(cursor),
         )
-        return {"items": [present(d, who) for d in page.items],
-                "next_cursor": encode_cursor(page.next_cursor)}
+        return {
+            "items": [present(d, who) for d in page.items],
+            "next_cursor": encode_cursor(page.next_cursor),
+        }
 
     return api
