@@ -17,7 +17,10 @@ from .stack import SERVICES, Platform, StackConfig
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    try:
+        print(line, flush=True)
+    except OSError:  # the terminal or a pipe went away (e.g. `| tee` got Ctrl-C): keep stopping
+        pass
 
 
 def demo_tokens() -> dict[str, str]:

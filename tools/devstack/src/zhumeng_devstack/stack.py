@@ -64,6 +64,16 @@ class StackConfig:
         return cfg
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the stack process dies, even by kill -9, the kernel
+    sends this service SIGTERM, so no service outlives the stack that started it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class ServiceProcess:
     def __init__(self, name: str, port: int, env: dict[str, str], log_file: Path) -> None:
         self.name = name
