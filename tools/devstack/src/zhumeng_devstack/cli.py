@@ -7,6 +7,7 @@ tokens printed; Ctrl-C stops everything cleanly. A second run reuses caches and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -17,10 +18,9 @@ from .stack import SERVICES, Platform, StackConfig
 
 
 def _say(line: str) -> None:
-    try:
+    # the terminal or a pipe may be gone (e.g. `| tee` got Ctrl-C): keep stopping regardless
+    with contextlib.suppress(OSError):
         print(line, flush=True)
-    except OSError:  # the terminal or a pipe went away (e.g. `| tee` got Ctrl-C): keep stopping
-        pass
 
 
 def demo_tokens() -> dict[str, str]:

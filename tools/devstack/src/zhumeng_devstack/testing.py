@@ -99,3 +99,48 @@ def request_body(
         "requester": requester,
         **extra,
     }
+
+
+async def publish(
+    bootstrap: str,
+    event: Any,
+    *,
+    value: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> tuple[int, int]:
+    """Publish an event (CloudEvents binary mode) or raw bytes; returns (partition, offset)."""
+    from aiokafka import AIOKafkaProducer
+    from zhumeng_contracts.envelope import EventMeta, encode
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        meta_headers = (
+            headers if headers is not None else EventMeta.new(event, "zhumeng/tests").to_headers()
+        )
+        md = await producer.send_and_wait(
+            event.TOPIC,
+            encode(event) if value is None else value,
+            key=event.key().encode(),
+            headers=meta_headers,
+        )
+        return md.partition, md.offset
+    finally:
+        await producer.stop()
+
+
+async def committed_past(
+    bootstrap: str, group: str, topic: str, partition: int, offset: int
+) -> bool:
+    """Has the consumer group committed beyond this record (i.e. processed it)?"""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        meta = offsets.get(TopicPartition(topic, partition))
+        return meta is not None and meta.offset > offset
+    finally:
+        await admin.close()
