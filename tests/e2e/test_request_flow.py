@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import bearer, eventually, request_body
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
+
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import bearer, eventually, read_topic, request_body
 

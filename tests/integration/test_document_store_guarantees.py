@@ -11,6 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
+
 from zhumeng_devstack.stack import Platform
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from zhumeng_contracts.compat import breaking_changes
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode, encode, to_structured
 from zhumeng_contracts.events import ALL_EVENTS, EVENTS_BY_TYPE, Event

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode
 from zhumeng_contracts.events import Event
 from zhumeng_contracts.topics import dlq_name

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
+
 from zhumeng_contracts.topics import TOPICS
 
 from .mongo import Doc

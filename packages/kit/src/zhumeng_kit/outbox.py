@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
 from zhumeng_contracts.envelope import EventMeta, encode
 from zhumeng_contracts.events import Event
 

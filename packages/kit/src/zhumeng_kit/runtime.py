@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+
 from zhumeng_contracts.events import Event
 
 from .consumer import DeadLetters, EventRunner, Handler, subscribe

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer
+
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode
 from zhumeng_contracts.events import Event
 

@@ -7,6 +7,7 @@ import logging
 import time
 
 from fastapi import FastAPI
+
 from zhumeng_kit.runtime import ServiceRuntime, create_app
 
 from .adapters.demo_data import load_demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from zhumeng_catalog.adapters.demo_data import COUNTY_SEAT, demo_catalog, load_demo
 from zhumeng_catalog.adapters.memory_repository import InMemoryCatalogRepository as FakeRepository
 from zhumeng_catalog.app.use_cases import Catalog

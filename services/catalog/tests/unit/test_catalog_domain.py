@@ -6,6 +6,7 @@ from datetime import time
 
 import pytest
 from pydantic import ValidationError
+
 from zhumeng_catalog.app.pagination import BadCursor, decode_cursor, encode_cursor
 from zhumeng_catalog.domain.models import (
     Place,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+
 from zhumeng_catalog.adapters.demo_data import demo_catalog, load_demo
 from zhumeng_catalog.adapters.memory_repository import InMemoryCatalogRepository as FakeRepository
 from zhumeng_catalog.app.use_cases import Catalog

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from zhumeng_catalog.adapters.memory_repository import InMemoryCatalogRepository as FakeRepository
 from zhumeng_catalog.app.use_cases import Catalog
 from zhumeng_catalog.domain.models import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
 from zhumeng_kit.auth import principal_dependency

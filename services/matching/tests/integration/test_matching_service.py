@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import RequestPosted
 from zhumeng_contracts.events.common import GeoPoint, TimeWindow

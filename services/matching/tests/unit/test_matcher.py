@@ -4,6 +4,7 @@ and a crash between taking capacity and recording the decision."""
 from typing import Any
 
 import pytest
+
 from zhumeng_contracts.events import ServiceTypeRecord
 from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.views import View

@@ -1,6 +1,7 @@
 from datetime import time
 
 import pytest
+
 from zhumeng_contracts.events.common import WeeklySlot
 from zhumeng_matching.domain.availability import covers, longest_overlap_min
 from zhumeng_matching.domain.geo import cells_within, haversine_km

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
+
 from zhumeng_contracts.events import ContactRecord, RequesterContact, ServiceTypeRecord
 from zhumeng_kit.auth import principal_dependency
 from zhumeng_kit.runtime import ServiceRuntime, create_app

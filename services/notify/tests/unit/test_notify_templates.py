@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from zhumeng_notify.domain import templates
 from zhumeng_notify.domain.model import (
     EMAIL_CHANNEL,

@@ -7,6 +7,7 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 
 import pytest
+
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import NotificationDelivered, RequestUnmatched, VolunteerAssigned
 from zhumeng_notify.adapters.channels import LogChannel, SmtpChannel

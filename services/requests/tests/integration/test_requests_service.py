@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import RequestUnmatched
 from zhumeng_devstack.stack import Platform

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from zhumeng_contracts.events import (
     PlaceRecord,
     RequestUnmatched,

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from .infra import free_port
-from .stack import SERVICES, StackConfig
+from .infra import FerretDBServer, KafkaServer, document_server, free_port
+from .stack import SERVICES, ServiceProcess, StackConfig
 
 T = TypeVar("T")
 LOCAL = ZoneInfo("Asia/Shanghai")
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record on a topic right now, from the start (no consumer group)."""
+async def read_topic(
+    bootstrap: str, topic: str, at_least: int = 0, within: float = 30
+) -> list[Any]:
+    """Every record on a topic right now, from the start (no consumer group).
+
+    With `at_least`, read again until the topic holds that many records (for up to `within`
+    seconds; then return what is there and let the caller's assertions say what is missing).
+    """
+    deadline = time.monotonic() + within
+    while True:
+        records = await _read_topic_once(bootstrap, topic)
+        if len(records) >= at_least or time.monotonic() >= deadline:
+            return records
+        await asyncio.sleep(0.2)
+
+
+async def _read_topic_once(bootstrap: str, topic: str) -> list[Any]:
     from aiokafka import AIOKafkaConsumer
+
     from zhumeng_kit.kafka import all_partitions
 
     consumer = AIOKafkaConsumer(
@@ -40,6 +59,27 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
+    """How many records each topic has ever had: its end offsets summed over partitions."""
+    from aiokafka import AIOKafkaConsumer
+
+    from zhumeng_kit.kafka import all_partitions
+
+    names = list(topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        parts = await all_partitions(consumer, names)
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        return {t: sum(off for tp, off in ends.items() if tp.topic == t) for t in names}
+    finally:
+        # aiokafka: stopping a consumer before its background task ever ran raises
+        # CancelledError; give it a turn of the loop first.
+        await asyncio.sleep(0.05)
+        await consumer.stop()
+
+
 def isolated_stack_config(data_dir: Path, seed_demo: bool = True) -> StackConfig:
     """A stack on free ports with its own data: tests never share the development data."""
     return StackConfig(
@@ -53,6 +93,100 @@ def isolated_stack_config(data_dir: Path, seed_demo: bool = True) -> StackConfig
         seed_demo=seed_demo,
         environment="test",
     )
+
+
+@dataclass
+class Infra:
+    """Kafka and the document server of one test module (see `running_infra`)."""
+
+    kafka: KafkaServer
+    mongo: FerretDBServer
+    data_dir: Path
+
+
+@contextmanager
+def running_infra(data_dir: Path) -> Iterator[Infra]:
+    """Kafka and the configured document server (ZHUMENG_DOCDB) on free ports, with their data
+    and logs under `data_dir` and every registered topic (and dead-letter topic) created.
+
+    For integration tests that run one service on infrastructure of their own instead of the
+    session-wide `platform`, whose other services would consume the same topics. Synchronous
+    (it runs `asyncio.run`): use it from a synchronous fixture.
+    """
+    from zhumeng_kit.kafka import ensure_topics
+
+    logs = data_dir / "logs"
+    kafka = KafkaServer(data_dir / "kafka", free_port(), free_port(), logs / "kafka.log")
+    mongo = document_server(data_dir / "docdb", free_port(), logs / "docdb.log")
+    try:
+        kafka.start()
+        mongo.start()
+        kafka.wait_ready()
+        mongo.wait_ready()
+        asyncio.run(ensure_topics(kafka.bootstrap))
+        yield Infra(kafka, mongo, data_dir)
+    finally:
+        mongo.stop()
+        kafka.stop()
+
+
+def infra_fixture(name: str) -> Any:
+    """A module-scoped pytest fixture of `running_infra` in a fresh temporary directory:
+    `infra = infra_fixture("notify-it")` gives each module that declares it its own Kafka and
+    document server (pytest names the fixture after the module attribute)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+        with running_infra(tmp_path_factory.mktemp(name)) as running:
+            yield running
+
+    return infra
+
+
+def service_env(infra: Infra, port: int, db_prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of a service process on `infra`: this process's environment without
+    any ZHUMENG_ setting (a developer's shell must not leak in), plus the test settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZHUMENG_")}
+    env.update(
+        {
+            "ZHUMENG_ENVIRONMENT": "test",
+            "ZHUMENG_KAFKA_BOOTSTRAP": infra.kafka.bootstrap,
+            "ZHUMENG_MONGO_URI": infra.mongo.uri,
+            "ZHUMENG_MONGO_DB_PREFIX": db_prefix,
+            "ZHUMENG_HTTP_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
+    return env
+
+
+@contextmanager
+def running_service(
+    name: str,
+    infra: Infra,
+    db_prefix: str,
+    *,
+    log_file: Path | None = None,
+    ready_within: float = 120,
+    **extra: str,
+) -> Iterator[ServiceProcess]:
+    """`python -m zhumeng_<name>` on a free port against `infra`, ready on entry, stopped on
+    exit. `extra` are more environment settings (ZHUMENG_...=...)."""
+    port = free_port()
+    svc = ServiceProcess(
+        name,
+        port,
+        service_env(infra, port, db_prefix, **extra),
+        log_file or infra.data_dir / "logs" / f"{name}.log",
+    )
+    svc.start()
+    try:
+        svc.wait_ready(ready_within)
+        yield svc
+    finally:
+        svc.stop()
 
 
 def bearer(subject: str, *roles: str, township: str | None = None) -> dict[str, str]:
@@ -110,6 +244,7 @@ async def publish(
 ) -> tuple[int, int]:
     """Publish an event (CloudEvents binary mode) or raw bytes; returns (partition, offset)."""
     from aiokafka import AIOKafkaProducer
+
     from zhumeng_contracts.envelope import EventMeta, encode
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)

@@ -14,6 +14,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
 from zhumeng_contracts.events import Event
 from zhumeng_kit.mongo import Doc
 from zhumeng_kit.outbox import append_events, ensure_outbox_index, new_document, outbox_entry

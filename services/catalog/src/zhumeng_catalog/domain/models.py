@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
 from zhumeng_contracts.events import (
     ContactRecord,
     Event,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict
+
 from zhumeng_contracts.events.common import GeoPoint, Language, Locale, WeeklySlot
 from zhumeng_kit.auth import Principal, principal_dependency, require_roles
 from zhumeng_kit.problems import Unprocessable

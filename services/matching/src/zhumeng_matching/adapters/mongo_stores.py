@@ -8,6 +8,7 @@ from contextlib import suppress
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
 from zhumeng_kit.outbox import append_events, ensure_outbox_index
 
 from ..app.ports import Doc

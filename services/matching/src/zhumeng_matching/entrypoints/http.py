@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.problems import NotFound
 

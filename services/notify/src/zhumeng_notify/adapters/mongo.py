@@ -9,6 +9,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, OperationFailure
+
 from zhumeng_contracts.events import NotificationDelivered
 from zhumeng_kit.ids import new_id
 from zhumeng_kit.mongo import Doc

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
+
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.mongo import Doc
 from zhumeng_kit.problems import Forbidden, NotFound

@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
 from zhumeng_kit.consumer import mark_applied, not_applied
 from zhumeng_kit.outbox import ensure_outbox_index
 

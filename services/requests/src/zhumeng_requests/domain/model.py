@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
 from zhumeng_contracts.events import RequestUnmatched, VolunteerAssigned
 from zhumeng_contracts.events.common import Id, Language, Locale, TimeWindow
 

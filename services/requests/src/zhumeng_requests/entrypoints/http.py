@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+
 from zhumeng_kit.auth import Principal, require_roles
 from zhumeng_kit.pii import mask_email, mask_phone
 from zhumeng_kit.problems import Problem
