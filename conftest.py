@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import isolated_stack_config
 

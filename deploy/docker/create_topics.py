@@ -25,6 +25,7 @@ import os
 import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from zhumeng_contracts.topics import TOPICS
 from zhumeng_kit.kafka import DLQ_CONFIG, TOPIC_ALREADY_EXISTS
 

@@ -1,35 +1,36 @@
 """The catalog as a real process against a real local Kafka broker and document server.
 
 Self-contained: the module starts its own Kafka and document server (SecantusDB by default)
-on free ports in a temporary directory (so it never collides with other test sessions),
-creates the topics from the registry, runs `python -m zhumeng_catalog` as a subprocess and
-talks to it over HTTP, then reads what it published back from the compacted topics.
+on free ports in a temporary directory (`running_infra`; not the session-wide `platform`,
+whose own catalog would publish to the same topics), runs `python -m zhumeng_catalog` as a
+subprocess and talks to it over HTTP, then reads what it published back from the compacted
+topics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from zhumeng_devstack.infra import KafkaServer, document_server, ensure_kafka_jars, free_port
+
+from zhumeng_devstack.stack import ServiceProcess
+from zhumeng_devstack.testing import (
+    Infra,
+    bearer,
+    end_offsets,
+    eventually,
+    infra_fixture,
+    read_topic,
+    running_service,
+)
 from zhumeng_kit.auth import mint_token
-from zhumeng_kit.kafka import ensure_topics
 from zhumeng_kit.mongo import make_client
 from zhumeng_kit.problems import PROBLEM_JSON
-from zhumeng_kit.settings import DEV_JWT_SECRET
 
 pytestmark = pytest.mark.integration
 
@@ -40,179 +41,52 @@ CATALOG_TOPICS = (
     "catalog.teams.v1",
     "catalog.contacts.v1",
 )
-ADMIN = {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'adm_it', ['admin'])}"}
-COORD = {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'co_it', ['coordinator'])}"}
-RESIDENT = {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'res_it', ['resident'])}"}
+CATALOG_ENV = {"ZHUMENG_RELAY_POLL_MS": "50"}
+ADMIN = bearer("adm_it", "admin")
+COORD = bearer("co_it", "coordinator")
+RESIDENT = bearer("res_it", "resident")
 
 
-class CatalogProcess:
-    def __init__(self, env: dict[str, str], log_file: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, **env, "ZHUMENG_HTTP_PORT": str(self.port)}
-        self.log_file = log_file
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 120) -> None:
-        log = open(self.log_file, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zhumeng_catalog"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"catalog exited: {self.log_file.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"catalog not ready: {self.log_file.read_text()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-
-@dataclass
-class Stack:
-    bootstrap: str
-    mongo_uri: str
-    tmp: Path
-    catalog: CatalogProcess
-
-    def catalog_env(self, prefix: str, **extra: str) -> dict[str, str]:
-        return {
-            "ZHUMENG_KAFKA_BOOTSTRAP": self.bootstrap,
-            "ZHUMENG_MONGO_URI": self.mongo_uri,
-            "ZHUMENG_MONGO_DB_PREFIX": prefix,
-            "ZHUMENG_ENVIRONMENT": "test",
-            "ZHUMENG_RELAY_POLL_MS": "50",
-            **extra,
-        }
+# SecantusDB by default (ZHUMENG_DOCDB): FerretDB v1's updates are not atomic (ADR 0003)
+infra = infra_fixture("catalog_it")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    ensure_kafka_jars()
-    tmp = tmp_path_factory.mktemp("catalog_it")
-    kafka = KafkaServer(tmp / "kafka", free_port(), free_port(), tmp / "kafka.log")
-    # SecantusDB by default (ZHUMENG_DOCDB): FerretDB v1's updates are not atomic (ADR 0003)
-    docdb = document_server(tmp / "docdb", free_port(), tmp / "docdb.log")
-    started: list[Any] = []
-    try:
-        for server in (kafka, docdb):
-            server.start()
-            started.append(server)
-        kafka.wait_ready()
-        docdb.wait_ready()
-        asyncio.run(ensure_topics(kafka.bootstrap))
-        s = Stack(kafka.bootstrap, docdb.uri, tmp, None)  # type: ignore[arg-type]
-        prefix = f"it{uuid.uuid4().hex[:10]}"
-        s.catalog = CatalogProcess(s.catalog_env(prefix), tmp / "catalog.log")
-        s.catalog.start()
-        try:
-            yield s
-        finally:
-            s.catalog.stop()
-    finally:
-        for server in reversed(started):
-            server.stop()
+def catalog(infra: Infra) -> Iterator[ServiceProcess]:
+    with running_service("catalog", infra, f"it{uuid.uuid4().hex[:10]}", **CATALOG_ENV) as svc:
+        yield svc
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.catalog.url, timeout=30) as client:
+async def http(catalog: ServiceProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=catalog.url, timeout=30) as client:
         yield client
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[tuple[str, dict[str, str], Any]]:
+async def records(bootstrap: str, topic: str) -> list[tuple[str, dict[str, str], Any]]:
     """Everything on a topic right now: (key, headers, decoded JSON value)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        parts = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or set())
-        ]
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = [
-                TopicPartition(topic, p)
-                for p in sorted(consumer.partitions_for_topic(topic) or set())
-            ]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        out: list[tuple[str, dict[str, str], Any]] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end for tp, end in ends.items()])
-
-        while await behind():
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                for r in records:
-                    headers = {k: v.decode() for k, v in r.headers}
-                    value = json.loads(r.value) if r.value is not None else None
-                    out.append(((r.key or b"").decode(), headers, value))
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def end_offsets(bootstrap: str) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        parts = [
-            TopicPartition(t, p)
-            for t in CATALOG_TOPICS
-            for p in consumer.partitions_for_topic(t) or ()
-        ]
-        consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        return {t: sum(off for tp, off in ends.items() if tp.topic == t) for t in CATALOG_TOPICS}
-    finally:
-        # aiokafka: stopping a consumer before its background task ever ran raises
-        # CancelledError; give it a turn of the loop first.
-        await asyncio.sleep(0.05)
-        await consumer.stop()
+    return [
+        (
+            (r.key or b"").decode(),
+            {k: v.decode() for k, v in r.headers},
+            json.loads(r.value) if r.value is not None else None,
+        )
+        for r in await read_topic(bootstrap, topic)
+    ]
 
 
 async def wait_for(
     bootstrap: str, topic: str, key: str, version: int, within_s: float = 30
 ) -> list[tuple[str, dict[str, str], Any]]:
     """The records of `key` on `topic` once one with `version` arrived (the relay is async)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        mine = [r for r in await read_topic(bootstrap, topic) if r[0] == key]
-        if any(r[2] and r[2].get("version") == version for r in mine):
-            return mine
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{key} v{version} never reached {topic}: {mine}")
-        await asyncio.sleep(0.3)
+
+    async def arrived() -> list[tuple[str, dict[str, str], Any]] | None:
+        mine = [r for r in await records(bootstrap, topic) if r[0] == key]
+        return mine if any(r[2] and r[2].get("version") == version for r in mine) else None
+
+    return await eventually(
+        arrived, within=within_s, interval=0.3, what=f"{key} v{version} to reach {topic}"
+    )
 
 
 async def outbox_drained(mongo_uri: str, db_name: str, within_s: float = 180) -> None:
@@ -220,16 +94,16 @@ async def outbox_drained(mongo_uri: str, db_name: str, within_s: float = 180) ->
     client = make_client(mongo_uri, "catalog-it")
     try:
         db = client[db_name]
-        deadline = time.monotonic() + within_s
-        while True:
+
+        async def drained() -> bool:
             pending = 0
             for coll in ("places", "service_types", "volunteers", "teams"):
                 pending += await db[coll].count_documents({"has_outbox": True})
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{pending} documents still have pending outbox entries")
-            await asyncio.sleep(0.5)
+            return not pending
+
+        await eventually(
+            drained, within=within_s, interval=0.5, what="the relay to drain every outbox entry"
+        )
     finally:
         await client.close()
 
@@ -259,7 +133,7 @@ async def test_no_or_bad_token_is_401(http: httpx.AsyncClient) -> None:
     assert_problem(await http.post("/v1/places", json={}, headers=RESIDENT), 403)
 
 
-async def test_create_and_publish_through_the_outbox(http: httpx.AsyncClient, stack: Stack) -> None:
+async def test_create_and_publish_through_the_outbox(http: httpx.AsyncClient, infra: Infra) -> None:
     town = {
         "id": "pl_it_town",
         "kind": "township",
@@ -316,9 +190,7 @@ async def test_create_and_publish_through_the_outbox(http: httpx.AsyncClient, st
     mine = (
         await http.get(
             "/v1/volunteers/vol_it_1",
-            headers={
-                "Authorization": "Bearer " + mint_token(DEV_JWT_SECRET, "vol_it_1", ["volunteer"])
-            },
+            headers=bearer("vol_it_1", "volunteer"),
         )
     ).json()
     assert mine["phone"] == "13800000001"
@@ -326,7 +198,7 @@ async def test_create_and_publish_through_the_outbox(http: httpx.AsyncClient, st
     resp = await http.patch("/v1/volunteers/vol_it_1", json={"radius_km": 25}, headers=COORD)
     assert resp.json()["version"] == 2
 
-    boot = stack.bootstrap
+    boot = infra.kafka.bootstrap
     vrecs = await wait_for(boot, "catalog.volunteers.v1", "vol_it_1", 2)
     for _, headers, value in vrecs:
         assert headers["ce_type"] == "zhumeng.catalog.volunteer.v1"
@@ -345,7 +217,7 @@ async def test_create_and_publish_through_the_outbox(http: httpx.AsyncClient, st
     for topic in CATALOG_TOPICS:
         if topic == "catalog.contacts.v1":
             continue
-        for _, _, value in await read_topic(boot, topic):
+        for _, _, value in await records(boot, topic):
             dumped = json.dumps(value, ensure_ascii=False)
             assert "13800000001" not in dumped and "vol_it_1@" not in dumped, topic
 
@@ -467,14 +339,16 @@ async def test_bad_input_gives_problems(http: httpx.AsyncClient) -> None:
     )
 
 
-async def test_demo_seed_is_idempotent(stack: Stack) -> None:
+async def test_demo_seed_is_idempotent(infra: Infra) -> None:
     """A seeded start publishes the demo catalog once; a second start publishes nothing."""
     prefix = f"seed{uuid.uuid4().hex[:8]}"
-    env = stack.catalog_env(prefix, ZHUMENG_CATALOG_SEED_DEMO="true")
-    before = await end_offsets(stack.bootstrap)
-    first = CatalogProcess(env, stack.tmp / "catalog-seed.log")
-    first.start(timeout=240)
-    try:
+    bootstrap = infra.kafka.bootstrap
+    env = {**CATALOG_ENV, "ZHUMENG_CATALOG_SEED_DEMO": "true"}
+    log_file = infra.data_dir / "catalog-seed.log"
+    before = await end_offsets(bootstrap, CATALOG_TOPICS)
+    with running_service(
+        "catalog", infra, prefix, log_file=log_file, ready_within=240, **env
+    ) as first:
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
             types = (await client.get("/v1/service-types", headers=COORD)).json()["items"]
             assert len(types) == 12
@@ -490,18 +364,12 @@ async def test_demo_seed_is_idempotent(stack: Stack) -> None:
                 )
             ).json()["items"]
             assert dentists
-        await wait_for(stack.bootstrap, "catalog.volunteers.v1", "vol_0200", 1)
-        await wait_for(stack.bootstrap, "catalog.teams.v1", "team_youth", 1)
-        await outbox_drained(stack.mongo_uri, f"{prefix}_catalog")
-        seeded = await end_offsets(stack.bootstrap)
+        await wait_for(bootstrap, "catalog.volunteers.v1", "vol_0200", 1)
+        await wait_for(bootstrap, "catalog.teams.v1", "team_youth", 1)
+        await outbox_drained(infra.mongo.uri, f"{prefix}_catalog")
+        seeded = await end_offsets(bootstrap, CATALOG_TOPICS)
         assert seeded["catalog.contacts.v1"] - before["catalog.contacts.v1"] == 200
         assert seeded["catalog.service-types.v1"] - before["catalog.service-types.v1"] == 12
-    finally:
-        first.stop()
-    second = CatalogProcess(env, stack.tmp / "catalog-seed.log")
-    second.start(timeout=240)
-    try:
+    with running_service("catalog", infra, prefix, log_file=log_file, ready_within=240, **env):
         await asyncio.sleep(1.5)
-        assert await end_offsets(stack.bootstrap) == seeded
-    finally:
-        second.stop()
+        assert await end_offsets(bootstrap, CATALOG_TOPICS) == seeded

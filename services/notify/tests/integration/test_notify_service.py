@@ -1,44 +1,43 @@
-"""notify as a real process against a real Kafka broker, FerretDB and an SMTP server.
+"""notify as a real process against a real Kafka broker, document server and SMTP server.
 
-Self-contained: the servers below run on free ports in a temporary directory, so they do not
-collide with anyone else's. (The shared fixtures in the root conftest may replace them.)
+Self-contained: the module runs its own Kafka and document server on free ports in a temporary
+directory (`running_infra`), not the session-wide `platform`, whose other services would
+consume the events published here and whose dead-letter topics this test counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
 from email.message import EmailMessage
-from email.policy import default as default_policy
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiosmtpd.controller import Controller
+
 from zhumeng_contracts.envelope import EventMeta, encode
 from zhumeng_contracts.events import (
     ContactRecord,
-    Event,
     RequesterContact,
     RequestUnmatched,
     ServiceTypeRecord,
     VolunteerAssigned,
 )
-from zhumeng_devstack.infra import FerretDBServer, KafkaServer, document_server, free_port
-from zhumeng_kit.auth import mint_token
-from zhumeng_kit.kafka import ensure_topics
-from zhumeng_kit.settings import DEV_JWT_SECRET
+from zhumeng_devstack.infra import free_port
+from zhumeng_devstack.mail import MailSink
+from zhumeng_devstack.stack import ServiceProcess
+from zhumeng_devstack.testing import (
+    Infra,
+    bearer,
+    eventually,
+    infra_fixture,
+    publish,
+    read_topic,
+    running_service,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,73 +47,21 @@ T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 # ---- servers ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Infra:
-    kafka: KafkaServer
-    mongo: FerretDBServer
-    tmp: Path
+infra = infra_fixture("notify-it")
 
 
 @pytest.fixture(scope="module")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    tmp = tmp_path_factory.mktemp("notify-it")
-    kafka = KafkaServer(tmp / "kafka", free_port(), free_port(), tmp / "kafka.log")
-    mongo = document_server(tmp / "docdb", free_port(), tmp / "docdb.log")
-    kafka.start()
-    mongo.start()
+def mail(infra: Infra) -> Iterator[MailSink]:
+    sink = MailSink(infra.data_dir / "mail", free_port())
+    sink.start()
     try:
-        kafka.wait_ready()
-        mongo.wait_ready()
-        yield Infra(kafka, mongo, tmp)
+        yield sink
     finally:
-        kafka.stop()
-        mongo.stop()
+        sink.stop()
 
 
-@dataclass
-class Mailbox:
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = message_from_bytes(envelope.original_content, policy=default_policy)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
-
-
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield box, port
-    finally:
-        controller.stop()
-
-
-@dataclass
-class Notify:
-    base_url: str
-    proc: subprocess.Popen[bytes]
-    log_file: Path
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
-
-
-async def publish(
-    producer: AIOKafkaProducer, event: Event, meta: EventMeta | None = None
-) -> EventMeta:
-    meta = meta or EventMeta.new(event, "zhumeng/test")
-    await producer.send_and_wait(
-        event.TOPIC, encode(event), key=event.key().encode(), headers=meta.to_headers()
-    )
-    return meta
+def to(mail: MailSink, address: str) -> list[EmailMessage]:
+    return [m for m in mail.received() if m["To"] == address]
 
 
 VOLUNTEER = ContactRecord(
@@ -171,120 +118,38 @@ def unmatched(request_id: str) -> RequestUnmatched:
 
 
 @pytest.fixture(scope="module")
-async def producer(infra: Infra) -> Any:
-    await ensure_topics(infra.kafka.bootstrap)
-    p = AIOKafkaProducer(bootstrap_servers=infra.kafka.bootstrap, acks="all")
-    await p.start()
+async def notify(infra: Infra, mail: MailSink) -> AsyncIterator[ServiceProcess]:
     # catalog state that exists before notify starts (loaded into its views at start-up)
-    await publish(p, VOLUNTEER)
-    await publish(p, SERVICE)
-    await publish(p, REQUESTER)
-    try:
-        yield p
-    finally:
-        await p.stop()
-
-
-def spawn(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
-    with open(log_file, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "zhumeng_notify"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-@pytest.fixture(scope="module")
-async def notify(infra: Infra, smtp: tuple[Mailbox, int], producer: AIOKafkaProducer) -> Any:
-    port = free_port()
-    log_file = infra.tmp / "notify.log"
-    env = {
-        **os.environ,
-        "ZHUMENG_ENVIRONMENT": "test",
-        "ZHUMENG_KAFKA_BOOTSTRAP": infra.kafka.bootstrap,
-        "ZHUMENG_MONGO_URI": infra.mongo.uri,
-        "ZHUMENG_MONGO_DB_PREFIX": f"it{secrets.token_hex(4)}",
-        "ZHUMENG_HTTP_PORT": str(port),
-        "ZHUMENG_NOTIFY_SMTP_HOST": "127.0.0.1",
-        "ZHUMENG_NOTIFY_SMTP_PORT": str(smtp[1]),
-        "ZHUMENG_RELAY_POLL_MS": "100",
-    }
-    service = Notify(f"http://127.0.0.1:{port}", spawn(env, log_file), log_file)
-    proc = service.proc
-    try:
-        async with httpx.AsyncClient(base_url=service.base_url, timeout=2) as client:
-            deadline = time.monotonic() + 90
-            while True:
-                assert proc.poll() is None, f"notify exited:\n{service.log()}"
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, f"notify not ready:\n{service.log()}"
-                await asyncio.sleep(0.3)
+    for record in (VOLUNTEER, SERVICE, REQUESTER):
+        await publish(infra.kafka.bootstrap, record)
+    with running_service(
+        "notify",
+        infra,
+        f"it{secrets.token_hex(4)}",
+        ready_within=90,
+        ZHUMENG_NOTIFY_SMTP_HOST="127.0.0.1",
+        ZHUMENG_NOTIFY_SMTP_PORT=str(mail.port),
+        ZHUMENG_RELAY_POLL_MS="100",
+    ) as service:
         yield service
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-# ---- helpers ---------------------------------------------------------------------------------
-
-
-async def eventually(check: Any, within: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-async def read_topic(bootstrap: str, topic: str, at_least: int, within: float = 30) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        deadline = time.monotonic() + within
-        while len(records) < at_least and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for recs in batch.values():
-                records.extend(recs)
-    finally:
-        await consumer.stop()
-    return records
-
-
-def token(subject: str, *roles: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, subject, list(roles))}"}
 
 
 # ---- the test --------------------------------------------------------------------------------
 
 
-async def test_notify_end_to_end(
-    infra: Infra, smtp: tuple[Mailbox, int], producer: AIOKafkaProducer, notify: Notify
-) -> None:
-    box, _ = smtp
+async def test_notify_end_to_end(infra: Infra, mail: MailSink, notify: ServiceProcess) -> None:
     bootstrap = infra.kafka.bootstrap
+
+    async def emails(at_least: int) -> bool:
+        return len(mail.received()) >= at_least
 
     # 1. an assignment tells both people, each by email in their own locale
     event = assigned()
-    meta = await publish(producer, event)
-    await eventually(lambda: len(box.messages) >= 2, what="two emails")
-    [to_requester] = box.to("xiuying@example.org")
-    [to_volunteer] = box.to("lin.xiaoming@example.org")
+    meta = EventMeta.new(event, "zhumeng/test")
+    await publish(bootstrap, event, headers=meta.to_headers())
+    await eventually(lambda: emails(2), what="two emails")
+    [to_requester] = to(mail, "xiuying@example.org")
+    [to_volunteer] = to(mail, "lin.xiaoming@example.org")
     assert "义剪" in to_requester["Subject"]
     requester_body = to_requester.get_content()
     assert "小林" in requester_body and "北京时间" in requester_body
@@ -296,12 +161,12 @@ async def test_notify_end_to_end(
     assert to_requester["Message-ID"] != to_volunteer["Message-ID"]
 
     # 2. the history API, masked; residents see only their own
-    async with httpx.AsyncClient(base_url=notify.base_url, timeout=5) as client:
+    async with httpx.AsyncClient(base_url=notify.url, timeout=5) as client:
         page = (
             await client.get(
                 "/v1/notifications",
                 params={"request_id": "req_it_1"},
-                headers=token("coord_1", "coordinator"),
+                headers=bearer("coord_1", "coordinator"),
             )
         ).json()
         assert "items" in page, page
@@ -311,27 +176,27 @@ async def test_notify_end_to_end(
         raw = json.dumps(page, ensure_ascii=False)
         assert "xiuying@example.org" not in raw and "lin.xiaoming@example.org" not in raw
 
-        mine = await client.get("/v1/notifications", headers=token("res_it_1", "resident"))
+        mine = await client.get("/v1/notifications", headers=bearer("res_it_1", "resident"))
         assert [i["recipient_id"] for i in mine.json()["items"]] == ["res_it_1"]
         other = await client.get(
             "/v1/notifications",
             params={"recipient_id": "vol_it_1"},
-            headers=token("res_it_1", "resident"),
+            headers=bearer("res_it_1", "resident"),
         )
         assert other.status_code == 403
         assert other.headers["content-type"].startswith("application/problem+json")
         did = f"{meta.id}|res_it_1|email"
-        one = await client.get(f"/v1/notifications/{did}", headers=token("res_it_1", "resident"))
+        one = await client.get(f"/v1/notifications/{did}", headers=bearer("res_it_1", "resident"))
         assert one.status_code == 200 and one.json()["address"] == "x***@example.org"
         hidden = await client.get(
-            f"/v1/notifications/{meta.id}|vol_it_1|email", headers=token("res_it_1", "resident")
+            f"/v1/notifications/{meta.id}|vol_it_1|email", headers=bearer("res_it_1", "resident")
         )
         assert hidden.status_code == 404
         assert (await client.get("/v1/notifications")).status_code == 401
         # cursor pagination
         first = (
             await client.get(
-                "/v1/notifications", params={"limit": 1}, headers=token("coord_1", "coordinator")
+                "/v1/notifications", params={"limit": 1}, headers=bearer("coord_1", "coordinator")
             )
         ).json()
         assert len(first["items"]) == 1 and first["next_cursor"]
@@ -339,32 +204,31 @@ async def test_notify_end_to_end(
             await client.get(
                 "/v1/notifications",
                 params={"limit": 1, "cursor": first["next_cursor"]},
-                headers=token("coord_1", "coordinator"),
+                headers=bearer("coord_1", "coordinator"),
             )
         ).json()
         assert second["items"][0]["id"] != first["items"][0]["id"]
 
     # 3. the same event again (same ce_id) sends nothing; a later event on the same key
     #    (same partition, so processed after it) proves the duplicate was handled
-    await publish(producer, event, meta)
+    await publish(bootstrap, event, headers=meta.to_headers())
     # 4. malformed messages go to the dead-letter topic, and the consumer goes on
-    await producer.send_and_wait(
-        "matching.events.v1",
-        b"{not json",
-        key=b"req_it_1",
+    #    (both on matching.events.v1 with key req_it_1, the topic and key of `event`)
+    await publish(
+        bootstrap,
+        event,
+        value=b"{not json",
         headers=EventMeta.new(event, "zhumeng/test").to_headers(),
     )
-    await producer.send_and_wait(
-        "matching.events.v1",
-        encode(event),
-        key=b"req_it_1",
-        headers=[("content-type", b"application/json")],
+    await publish(
+        bootstrap, event, value=encode(event), headers=[("content-type", b"application/json")]
     )
-    await publish(producer, unmatched("req_it_1"))
-    await eventually(lambda: len(box.messages) >= 3, what="the email after the bad messages")
+    await publish(bootstrap, unmatched("req_it_1"))
+    await eventually(lambda: emails(3), what="the email after the bad messages")
     await asyncio.sleep(1.0)
-    assert len(box.messages) == 3, [m["Subject"] for m in box.messages]
-    assert "暂未找到志愿者" in box.messages[2]["Subject"]
+    messages = mail.received()
+    assert len(messages) == 3, [m["Subject"] for m in messages]
+    assert "暂未找到志愿者" in messages[2]["Subject"]
 
     dead = await read_topic(bootstrap, "matching.events.v1.dlq", at_least=2)
     reasons = sorted(dict(r.headers)["dlq-reason"].decode() for r in dead)
@@ -382,10 +246,14 @@ async def test_notify_end_to_end(
         email="alice@example.org",
         locale="en",
     )
-    await publish(producer, unmatched("req_it_2"))
+    await publish(bootstrap, unmatched("req_it_2"))
     await asyncio.sleep(1.5)
-    await publish(producer, late)
-    [late_mail] = await eventually(lambda: box.to("alice@example.org"), what="the late email")
+    await publish(bootstrap, late)
+
+    async def late_email() -> list[EmailMessage]:
+        return to(mail, "alice@example.org")
+
+    [late_mail] = await eventually(late_email, what="the late email")
     assert late_mail["Subject"] == "Zhumeng: no volunteer found yet for your Free haircut request"
 
     # 6. NotificationDelivered events, without addresses or bodies
@@ -402,7 +270,7 @@ async def test_notify_end_to_end(
         assert headers["ce_source"] == "zhumeng/notify"
 
     # 7. no personal data in the service's own log
-    log = notify.log()
+    log = notify.log_file.read_text(errors="replace")
     for pii in ("xiuying@example.org", "lin.xiaoming@example.org", "13812345678", "王秀英"):
         assert pii not in log
 
@@ -410,6 +278,7 @@ async def test_notify_end_to_end(
 async def test_delivery_repository_on_the_document_server(infra: Infra) -> None:
     """The claim / lease / complete protocol against the real MongoDB-compatible server."""
     from pymongo import AsyncMongoClient
+
     from zhumeng_contracts.events import NotificationDelivered
     from zhumeng_notify.adapters.mongo import MongoDeliveryRepository
     from zhumeng_notify.domain.model import Cause, Delivery, Receipt
