@@ -32,6 +32,7 @@ test-contract: setup
 
 lint: setup
 	uv run --frozen ruff check .
+	uv run --frozen ruff format --check .
 	uv run --frozen mypy packages/*/src services/*/src tools/*/src
 
 bench: setup

@@ -141,34 +141,50 @@ class RunResult:
 
     @property
     def note_ms(self) -> list[float]:
-        return [(self.first_note[str(s.request_id)] - s.sent) * 1000
-                for s in self.accepted if s.request_id in self.first_note]
+        return [
+            (self.first_note[str(s.request_id)] - s.sent) * 1000
+            for s in self.accepted
+            if s.request_id in self.first_note
+        ]
 
     def figures(self) -> dict[str, float]:
         post, note = self.post_ms, self.note_ms
         return {
             "thr": self.throughput,
-            "post50": pct(post, 50), "post95": pct(post, 95), "post99": pct(post, 99),
-            "note50": pct(note, 50), "note95": pct(note, 95), "note99": pct(note, 99),
+            "post50": pct(post, 50),
+            "post95": pct(post, 95),
+            "post99": pct(post, 99),
+            "note50": pct(note, 50),
+            "note95": pct(note, 95),
+            "note99": pct(note, 99),
         }
 
 
-HEADER = (f"{'run':>3} {'kind':<8} {'ok/N':>9} {'notified':>8} {'req/s':>7} "
-          f"{'POST p50':>9} {'p95':>7} {'p99':>7} {'→notif p50':>11} {'p95':>7} {'p99':>7}  "
-          "outcomes")
+HEADER = (
+    f"{'run':>3} {'kind':<8} {'ok/N':>9} {'notified':>8} {'req/s':>7} "
+    f"{'POST p50':>9} {'p95':>7} {'p99':>7} {'→notif p50':>11} {'p95':>7} {'p99':>7}  "
+    "outcomes"
+)
 
 
-def row(label: str, kind: str, ok: str, notified: str, f: dict[str, float],
-        extra: str = "") -> str:
-    return (f"{label:>3} {kind:<8} {ok:>9} {notified:>8} {f['thr']:>7.1f} "
-            f"{f['post50']:>9.1f} {f['post95']:>7.1f} {f['post99']:>7.1f} "
-            f"{f['note50']:>11.1f} {f['note95']:>7.1f} {f['note99']:>7.1f}  {extra}")
+def row(label: str, kind: str, ok: str, notified: str, f: dict[str, float], extra: str = "") -> str:
+    return (
+        f"{label:>3} {kind:<8} {ok:>9} {notified:>8} {f['thr']:>7.1f} "
+        f"{f['post50']:>9.1f} {f['post95']:>7.1f} {f['post99']:>7.1f} "
+        f"{f['note50']:>11.1f} {f['note95']:>7.1f} {f['note99']:>7.1f}  {extra}"
+    )
 
 
 def result_row(r: RunResult) -> str:
     outcomes = " ".join(f"{k}={v}" for k, v in sorted(r.outcomes.items()))
-    return row(str(r.run), r.kind, f"{len(r.accepted)}/{len(r.sent)}", str(len(r.done)),
-               r.figures(), outcomes)
+    return row(
+        str(r.run),
+        r.kind,
+        f"{len(r.accepted)}/{len(r.sent)}",
+        str(len(r.done)),
+        r.figures(),
+        outcomes,
+    )
 
 
 def summary(results: list[RunResult]) -> list[str]:
@@ -181,12 +197,15 @@ def summary(results: list[RunResult]) -> list[str]:
     lines += [row("med", kind, "", "", f) for kind, f in medians.items()]
     if len(medians) == 2:
         p, f = medians["platform"], medians["floor"]
-        lines += ["", "ratio platform/floor:",
-                  f"  throughput         {p['thr'] / f['thr']:.2f}x  (below 1 = slower)",
-                  f"  POST p50 / p95     {p['post50'] / f['post50']:.1f}x / "
-                  f"{p['post95'] / f['post95']:.1f}x",
-                  f"  →notif p50 / p95   {p['note50'] / f['note50']:.1f}x / "
-                  f"{p['note95'] / f['note95']:.1f}x"]
+        lines += [
+            "",
+            "ratio platform/floor:",
+            f"  throughput         {p['thr'] / f['thr']:.2f}x  (below 1 = slower)",
+            f"  POST p50 / p95     {p['post50'] / f['post50']:.1f}x / "
+            f"{p['post95'] / f['post95']:.1f}x",
+            f"  →notif p50 / p95   {p['note50'] / f['note50']:.1f}x / "
+            f"{p['note95'] / f['note95']:.1f}x",
+        ]
     return lines
 
 
@@ -231,8 +250,9 @@ class NotificationWatch:
     """Reads matching decisions and delivery outcomes from the end of their topics."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                          enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
         self._task: asyncio.Task[None] | None = None
         self.decisions: dict[str, tuple[str, str]] = {}  # event id -> (request id, type)
         self.deliveries: dict[str, list[tuple[float, str]]] = {}  # cause id -> (time, status)
@@ -295,8 +315,9 @@ class PlatformTarget:
 
     async def setup(self) -> None:
         async with httpx.AsyncClient(base_url=self.platform.url("catalog"), timeout=10) as api:
-            page = await api.get("/v1/places", params={"kind": "village", "limit": 100},
-                                 headers=ADMIN)
+            page = await api.get(
+                "/v1/places", params={"kind": "village", "limit": 100}, headers=ADMIN
+            )
             page.raise_for_status()
             self.villages = [p["id"] for p in page.json()["items"]]
         log(f"  platform: {len(self.villages)} villages, service types {SERVICE_TYPES}")
@@ -304,8 +325,11 @@ class PlatformTarget:
     async def revive(self) -> list[str]:
         """Restart any service that is no longer running (on a shared machine something else
         may have killed it); returns their names."""
-        dead = [name for name, svc in self.platform.services.items()
-                if svc.proc is None or svc.proc.poll() is not None]
+        dead = [
+            name
+            for name, svc in self.platform.services.items()
+            if svc.proc is None or svc.proc.poll() is not None
+        ]
         for name in dead:
             log(f"  ! {name} is not running; restarting it")
             await asyncio.to_thread(self.platform.restart, name)
@@ -324,21 +348,33 @@ class PlatformTarget:
     async def run(self, n: int, run: int, wait_s: float) -> RunResult:
         rng = random.Random(run)
         tag = uuid.uuid4().hex[:8]
-        plan = [(bearer(f"res_bench_{tag}_{i}", "resident"),
-                 request_body(rng.choice(SERVICE_TYPES), rng.choice(self.villages),
-                              email=f"bench.{tag}.{i}@example.org"))
-                for i in range(n)]
+        plan = [
+            (
+                bearer(f"res_bench_{tag}_{i}", "resident"),
+                request_body(
+                    rng.choice(SERVICE_TYPES),
+                    rng.choice(self.villages),
+                    email=f"bench.{tag}.{i}@example.org",
+                ),
+            )
+            for i in range(n)
+        ]
         watch = NotificationWatch(self.platform.kafka.bootstrap)
         await watch.start()
         limits = httpx.Limits(max_connections=self.concurrency)
         try:
-            async with httpx.AsyncClient(base_url=self.platform.url("requests"), timeout=30,
-                                         limits=limits) as api:
+            async with httpx.AsyncClient(
+                base_url=self.platform.url("requests"), timeout=30, limits=limits
+            ) as api:
+
                 async def submit(i: int) -> str | None:
                     token, body = plan[i]
                     try:
-                        res = await api.post("/v1/requests", json=body,
-                                             headers={**token, "Idempotency-Key": f"{tag}-{i}"})
+                        res = await api.post(
+                            "/v1/requests",
+                            json=body,
+                            headers={**token, "Idempotency-Key": f"{tag}-{i}"},
+                        )
                     except httpx.HTTPError as exc:
                         log(f"  ! POST {i} failed: {exc!r}")
                         return None
@@ -349,8 +385,9 @@ class PlatformTarget:
 
                 sent = await drive(n, self.concurrency, submit, self.rate)
             wanted = {s.request_id for s in sent if s.request_id}
-            await wait_for(lambda: wanted <= set(watch.notes()[1]), wait_s,
-                           "platform notifications")
+            await wait_for(
+                lambda: wanted <= set(watch.notes()[1]), wait_s, "platform notifications"
+            )
             first, last, outcomes = watch.notes()
         finally:
             await watch.stop()
@@ -370,8 +407,10 @@ async def create_topics(bootstrap: str, names: list[str]) -> None:
             await admin.create_topics(new)
         for _ in range(150):  # until every partition has a leader
             described = await admin.describe_topics(names)
-            if all(t.get("partitions") and all(p.get("leader", -1) >= 0
-                                               for p in t["partitions"]) for t in described):
+            if all(
+                t.get("partitions") and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+                for t in described
+            ):
                 return
             await asyncio.sleep(0.2)
     finally:
@@ -381,8 +420,9 @@ async def create_topics(bootstrap: str, names: list[str]) -> None:
 class Relay:
     """Publishes the outbox of a collection, then clears it (bare version of the kit's)."""
 
-    def __init__(self, db: AsyncDatabase[Doc], collection: str, producer: AIOKafkaProducer,
-                 topic: str) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Doc], collection: str, producer: AIOKafkaProducer, topic: str
+    ) -> None:
         self.coll = db[collection]
         self.producer = producer
         self.topic = topic
@@ -396,12 +436,16 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), RELAY_POLL_S)
                 continue
-            futures = [await self.producer.send(self.topic, e["body"].encode(),
-                                                key=e["key"].encode())
-                       for d in docs for e in d["outbox"]]
+            futures = [
+                await self.producer.send(self.topic, e["body"].encode(), key=e["key"].encode())
+                for d in docs
+                for e in d["outbox"]
+            ]
             await asyncio.gather(*futures)  # acked by the broker (acks=all)
-            await self.coll.update_many({"_id": {"$in": [d["_id"] for d in docs]}},
-                                        {"$set": {"outbox": [], "has_outbox": False}})
+            await self.coll.update_many(
+                {"_id": {"$in": [d["_id"] for d in docs]}},
+                {"$set": {"outbox": [], "has_outbox": False}},
+            )
 
 
 def with_outbox(doc: Doc, key: str, body: Doc) -> Doc:
@@ -423,14 +467,20 @@ class Floor:
         self.decision_relay: Relay | None = None
 
     def _producer(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True,
-                                    acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all"
+        )
         self.producers.append(producer)
         return producer
 
     def _consumer(self, topic: str, group: str) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=self.bootstrap, group_id=group,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         self.consumers.append(consumer)
         return consumer
 
@@ -444,11 +494,16 @@ class Floor:
         notify = self._consumer(FLOOR_DECISIONS, "bench-floor-notify")
         for client in (*self.producers, *self.consumers):
             await client.start()
-        for loop in (self.intake_relay.run(), self.decision_relay.run(),
-                     self._consume(matching, self._match), self._consume(notify, self._notify)):
+        for loop in (
+            self.intake_relay.run(),
+            self.decision_relay.run(),
+            self._consume(matching, self._match),
+            self._consume(notify, self._notify),
+        ):
             self.tasks.append(asyncio.create_task(loop))
-        await wait_for(lambda: all(c.assignment() for c in self.consumers), 60,
-                       "floor consumer groups")
+        await wait_for(
+            lambda: all(c.assignment() for c in self.consumers), 60, "floor consumer groups"
+        )
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -464,12 +519,14 @@ class Floor:
             await self.db[name].delete_many({})
         await self.db["loads"].delete_many({})
         await self.db["loads"].insert_many(
-            [{"_id": f"vol_{v:04d}", "n": 0, "capacity": 10**9} for v in range(FLOOR_VOLUNTEERS)])
+            [{"_id": f"vol_{v:04d}", "n": 0, "capacity": 10**9} for v in range(FLOOR_VOLUNTEERS)]
+        )
         self.delivered.clear()
 
     @staticmethod
-    async def _consume(consumer: AIOKafkaConsumer,
-                       handle: Callable[[Doc], Awaitable[None]]) -> None:
+    async def _consume(
+        consumer: AIOKafkaConsumer, handle: Callable[[Doc], Awaitable[None]]
+    ) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
@@ -481,13 +538,19 @@ class Floor:
     async def _match(self, request: Doc) -> None:
         volunteer = f"vol_{int(request['n']) % FLOOR_VOLUNTEERS:04d}"
         load = await self.db["loads"].find_one_and_update(
-            {"_id": volunteer, "n": {"$lt": 10**9}}, {"$inc": {"n": 1}},
-            return_document=ReturnDocument.AFTER)
-        decision = {"request_id": request["id"], "volunteer_id": volunteer,
-                    "assigned": load is not None}
+            {"_id": volunteer, "n": {"$lt": 10**9}},
+            {"$inc": {"n": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        decision = {
+            "request_id": request["id"],
+            "volunteer_id": volunteer,
+            "assigned": load is not None,
+        }
         try:
             await self.db["decisions"].insert_one(
-                with_outbox({"_id": request["id"], **decision}, request["id"], decision))
+                with_outbox({"_id": request["id"], **decision}, request["id"], decision)
+            )
         except DuplicateKeyError:
             return  # redelivered
         assert self.decision_relay is not None
@@ -497,7 +560,8 @@ class Floor:
         now = datetime.now(UTC)
         with contextlib.suppress(DuplicateKeyError):
             await self.db["deliveries"].insert_one(
-                {"_id": decision["request_id"], "status": "sent", "delivered_at": now})
+                {"_id": decision["request_id"], "status": "sent", "delivered_at": now}
+            )
             self.delivered[decision["request_id"]] = now.timestamp()
 
     async def run(self, n: int, run: int, wait_s: float) -> RunResult:
@@ -509,7 +573,8 @@ class Floor:
             request_id = f"freq_{tag}_{i:05d}"
             body = {"id": request_id, "n": i, "service_type_id": SERVICE_TYPES[i % 4]}
             await self.db["requests"].insert_one(
-                with_outbox({"_id": request_id, **body, "status": "posted"}, request_id, body))
+                with_outbox({"_id": request_id, **body, "status": "posted"}, request_id, body)
+            )
             relay.wake.set()
             return request_id
 
@@ -517,8 +582,7 @@ class Floor:
         wanted = {s.request_id for s in sent}
         await wait_for(lambda: wanted <= self.delivered.keys(), wait_s, "floor deliveries")
         notes = {k: v for k, v in self.delivered.items() if k in wanted}
-        return RunResult("floor", run, sent, notes, dict(notes),
-                         Counter(delivered=len(notes)))
+        return RunResult("floor", run, sent, notes, dict(notes), Counter(delivered=len(notes)))
 
 
 # ---- the whole benchmark ----------------------------------------------------------------
@@ -526,8 +590,9 @@ class Floor:
 
 def machine(when: str) -> str:
     one, five, fifteen = os.getloadavg()
-    return (f"machine ({when}): nproc={os.cpu_count()} "
-            f"load average {one:.2f} {five:.2f} {fifteen:.2f}")
+    return (
+        f"machine ({when}): nproc={os.cpu_count()} load average {one:.2f} {five:.2f} {fifteen:.2f}"
+    )
 
 
 async def measure(platform: Platform, args: argparse.Namespace) -> list[RunResult]:
@@ -562,13 +627,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--requests", type=int, default=200, help="requests per run (N)")
     ap.add_argument("--runs", type=int, default=3, help="platform+floor run pairs (R)")
     ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients (C)")
-    ap.add_argument("--rate", type=float, default=0,
-                    help="requests per second to offer (default 0: closed loop, as fast as "
-                         "the C clients get answers); a low rate shows latency without queues")
-    ap.add_argument("--timeout", type=float, default=300,
-                    help="seconds to wait for the notifications of a run")
-    ap.add_argument("--keep-data", action="store_true",
-                    help="keep the platform's data dir and logs (its path is printed)")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="requests per second to offer (default 0: closed loop, as fast as "
+        "the C clients get answers); a low rate shows latency without queues",
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=300, help="seconds to wait for the notifications of a run"
+    )
+    ap.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the platform's data dir and logs (its path is printed)",
+    )
     return ap.parse_args(argv)
 
 
@@ -619,8 +692,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, cleanup.on_signal)
     print(machine("start"), flush=True)
     pacing = f"offered {args.rate:g} req/s" if args.rate > 0 else "closed loop"
-    print(f"N={args.requests} requests per run, R={args.runs} runs, C={args.concurrency} "
-          f"concurrent clients, {pacing}; latencies in ms", flush=True)
+    print(
+        f"N={args.requests} requests per run, R={args.runs} runs, C={args.concurrency} "
+        f"concurrent clients, {pacing}; latencies in ms",
+        flush=True,
+    )
     try:
         log(f"starting an isolated platform in {data}")
         platform.start_infra()
