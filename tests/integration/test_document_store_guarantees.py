@@ -85,3 +85,28 @@ async def test_one_winner_per_unique_key(coll: AsyncCollection[dict[str, object]
             return False
 
     assert sum(await asyncio.gather(*(claim(i) for i in range(30)))) == 1
+
+
+async def test_guarded_upsert_creates_once_and_never_bypasses_the_guard(
+    coll: AsyncCollection[dict[str, object]],
+) -> None:
+    """Matching takes capacity with an upsert guarded by `n < capacity`: the first call creates
+    the document; on an existing document the guard decides (a full one raises a duplicate key,
+    it is never overwritten)."""
+
+    async def take(request: str) -> bool:
+        try:
+            doc = await coll.find_one_and_update(
+                {"_id": "vol", "n": {"$lt": 2}, "active": {"$ne": request}},
+                {"$inc": {"n": 1}, "$push": {"active": request}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            return False
+        return doc is not None
+
+    results = await asyncio.gather(*(take(f"r{i}") for i in range(20)))
+    assert sum(results) == 2
+    doc = await coll.find_one({"_id": "vol"}) or {}
+    assert doc["n"] == 2 and len(doc["active"]) == 2  # type: ignore[arg-type]

@@ -124,9 +124,17 @@ def subscribe(
     topics: Iterable[str],
     group_id: str,
     runner: EventRunner,
+    workers: int = 1,
     **options: Any,
 ) -> None:
-    """Register a consumer-group subscriber whose offsets are committed only after processing."""
+    """Register a consumer-group subscriber whose offsets are committed only after processing.
+
+    With `workers` > 1 (one topic only) that many consumers join the group; each owns whole
+    partitions, so events of one key are still handled in order, one at a time.
+    """
+    topics = list(topics)
+    if workers > 1 and len(topics) == 1:
+        options["max_workers"] = workers
 
     async def raw_body(msg: Any) -> Any:
         # The runner decodes the record itself. FastStream's default decoder would parse a

@@ -18,12 +18,14 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from zhumeng_contracts.envelope import EventMeta, encode
 from zhumeng_contracts.events import Event
@@ -75,8 +77,13 @@ class Lease:
         self.name = name
         self.ttl = timedelta(seconds=ttl_s)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._renew_after = 0.0  # monotonic time after which the lease is renewed
 
     async def acquire(self) -> bool:
+        """Take or renew the lease; renews in the database only once half its time is gone,
+        so an idle relay does not write on every poll."""
+        if time.monotonic() < self._renew_after:
+            return True
         now = datetime.now(UTC)
         query = {"_id": self.name, "$or": [{"owner": self.owner}, {"expires_at": {"$lt": now}}]}
         update = {"$set": {"owner": self.owner, "expires_at": now + self.ttl}}
@@ -84,11 +91,12 @@ class Lease:
             got = await self._coll.find_one_and_update(
                 query, update, upsert=True, return_document=ReturnDocument.AFTER
             )
-        except Exception as exc:  # duplicate key: another owner holds a live lease
-            if "duplicate key" in str(exc).lower() or getattr(exc, "code", None) == 11000:
-                return False
-            raise
-        return got is not None and got.get("owner") == self.owner
+        except DuplicateKeyError:  # another owner holds a live lease
+            return False
+        held = got is not None and got.get("owner") == self.owner
+        if held:
+            self._renew_after = time.monotonic() + self.ttl.total_seconds() / 2
+        return held
 
 
 class Publisher:
@@ -124,6 +132,8 @@ class OutboxRelay:
 
     async def run(self) -> None:
         while True:
+            # cleared before the pass: a wake-up that arrives during the pass is kept
+            self._wake.clear()
             try:
                 if await self._lease.acquire():
                     moved = await self.relay_once()
@@ -133,7 +143,6 @@ class OutboxRelay:
                 raise
             except Exception:
                 log.exception("outbox relay pass failed; retrying")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
 
@@ -151,8 +160,7 @@ class OutboxRelay:
             if not entries:
                 continue
             await self._publisher.publish_many(entries)
-            for d in docs:
-                await self._remove_published(coll, d)
+            await asyncio.gather(*(self._remove_published(coll, d) for d in docs))
             total += len(entries)
         self.published += total
         return total

@@ -76,7 +76,7 @@ class ServiceRuntime:
             max_attempts=self.settings.consumer_max_attempts,
             backoff_s=self.settings.consumer_backoff_ms / 1000,
         )
-        subscribe(self.broker, topics, group, runner)
+        subscribe(self.broker, topics, group, runner, workers=self.settings.consumer_workers)
         return runner
 
     def views(self, views: dict[str, View[Any]]) -> CompactedTopicsReader:

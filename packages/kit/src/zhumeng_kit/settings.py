@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     relay_poll_ms: int = Field(default=200, ge=10, le=10_000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=20)
     consumer_backoff_ms: int = Field(default=200, ge=1, le=60_000)
+    # consumers per subscriber in the service's group: each owns whole partitions, so events
+    # of one key stay in order while different keys are handled in parallel
+    consumer_workers: int = Field(default=3, ge=1, le=16)
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> ServiceSettings:

@@ -43,8 +43,9 @@ class FakeDecisions:
         self.docs: dict[str, dict[str, Any]] = {}
         self.fail_next_finish = False
 
-    async def begin(self, request_id: str, event_id: str) -> dict[str, Any]:
-        return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []})
+    async def begin(self, request_id: str, event_id: str) -> tuple[dict[str, Any], bool]:
+        created = request_id not in self.docs
+        return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []}), created
 
     async def finish(
         self, request_id: str, state: str, fields: dict[str, Any], entries: list[dict[str, Any]]

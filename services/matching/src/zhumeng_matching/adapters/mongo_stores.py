@@ -3,8 +3,6 @@ single-document update."""
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -34,24 +32,25 @@ class MongoLoadStore:
         return self._cache
 
     async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
-        for _ in range(2):
+        try:
             doc = await self._coll.find_one_and_update(
-                # the filter is the guard: below capacity and not already holding this request
+                # the filter is the guard: below capacity and not already holding this request;
+                # upsert creates the document on a volunteer's first assignment
                 {"_id": volunteer_id, "n": {"$lt": capacity}, "active": {"$ne": request_id}},
                 {"$inc": {"n": 1, "total": 1}, "$push": {"active": request_id}},
+                upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
-            if doc is not None:
-                self._cache[volunteer_id] = Load(doc["n"], doc["total"])
-                return True
-            current = await self._coll.find_one({"_id": volunteer_id})
-            if current is not None:
-                self._cache[volunteer_id] = Load(current.get("n", 0), current.get("total", 0))
-                return bool(request_id in current.get("active", []))
-            # first assignment ever for this volunteer (another replica may create it too)
-            with suppress(DuplicateKeyError):
-                await self._coll.insert_one({"_id": volunteer_id, "n": 0, "total": 0, "active": []})
-        return False
+        except DuplicateKeyError:
+            doc = None  # the document exists but the guard failed: full, or holds it already
+        if doc is not None:
+            self._cache[volunteer_id] = Load(doc["n"], doc["total"])
+            return True
+        current = await self._coll.find_one({"_id": volunteer_id})
+        if current is None:
+            return False
+        self._cache[volunteer_id] = Load(current.get("n", 0), current.get("total", 0))
+        return bool(request_id in current.get("active", []))
 
     async def holder_of(self, request_id: str) -> str | None:
         doc = await self._coll.find_one({"active": request_id}, {"_id": 1})
@@ -74,23 +73,24 @@ class MongoDecisionStore:
     async def ensure_indexes(self) -> None:
         await ensure_outbox_index(self._coll)
 
-    async def begin(self, request_id: str, event_id: str) -> Doc:
-        # a redelivery, or another replica got here first, finds the document already there
-        with suppress(DuplicateKeyError):
-            await self._coll.insert_one(
-                {
-                    "_id": request_id,
-                    "state": "deciding",
-                    "cause_event_id": event_id,
-                    "_v": 1,
-                    "outbox": [],
-                    "has_outbox": False,
-                }
-            )
-        doc = await self._coll.find_one({"_id": request_id}, {"outbox": 0})
-        if doc is None:
+    async def begin(self, request_id: str, event_id: str) -> tuple[Doc, bool]:
+        doc: Doc = {
+            "_id": request_id,
+            "state": "deciding",
+            "cause_event_id": event_id,
+            "_v": 1,
+            "outbox": [],
+            "has_outbox": False,
+        }
+        try:
+            await self._coll.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            pass  # a redelivery, or another replica got here first
+        found = await self._coll.find_one({"_id": request_id}, {"outbox": 0})
+        if found is None:
             raise RuntimeError(f"decision {request_id} vanished")
-        return doc
+        return found, False
 
     async def finish(self, request_id: str, state: str, fields: Doc, entries: list[Doc]) -> bool:
         res = await self._coll.update_one(

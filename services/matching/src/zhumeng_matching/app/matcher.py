@@ -52,14 +52,14 @@ class Matcher:
 
     async def on_request_posted(self, event_id: str, request: RequestPosted) -> str:
         """Returns the outcome state: 'assigned' or 'unmatched'."""
-        decision = await self._decisions.begin(request.request_id, event_id)
+        decision, created = await self._decisions.begin(request.request_id, event_id)
         if decision["state"] != "deciding":
             return str(decision["state"])  # redelivered: decided before
         service = self._service_types.get(request.service_type_id)
         if service is None:
             raise PermanentError(f"unknown service type {request.service_type_id}")
 
-        held = await self._loads.holder_of(request.request_id)
+        held = None if created else await self._loads.holder_of(request.request_id)
         if held is not None and (vol := self._index.get(held)) is not None:
             d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
             total, parts = score(vol, request, Load(), d)

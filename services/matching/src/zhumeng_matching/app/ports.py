@@ -26,8 +26,9 @@ class LoadStore(Protocol):
 
 
 class DecisionStore(Protocol):
-    async def begin(self, request_id: str, event_id: str) -> Doc:
-        """Create the decision document if new; returns its current state."""
+    async def begin(self, request_id: str, event_id: str) -> tuple[Doc, bool]:
+        """Create the decision document if new; returns its current state and whether it was
+        created now (if not, an earlier attempt may have reserved capacity already)."""
         ...
 
     async def finish(self, request_id: str, state: str, fields: Doc, entries: list[Doc]) -> bool:

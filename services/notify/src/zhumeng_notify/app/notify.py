@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,16 +88,22 @@ class NotifyOnEvent:
         cause = Cause(meta.id, meta.type, event.request_id)
         requester = self._directory.requester(event.request_id)
         volunteer = self._directory.volunteer(event.volunteer_id)
-        outcomes: list[Outcome] = []
+        sends = []
         if requester is not None:
             facts = self._assigned_facts(event, requester)
             rendered = templates.assigned_to_requester(requester.locale, requester.name, facts)
-            outcomes.append(await self._deliver(requester, rendered, cause))
+            sends.append(self._deliver(requester, rendered, cause))
         if volunteer is not None:
             requester_name = first_name(requester.name) if requester else ""
             facts = self._assigned_facts(event, volunteer, requester_name)
             rendered = templates.assigned_to_volunteer(volunteer.locale, volunteer.name, facts)
-            outcomes.append(await self._deliver(volunteer, rendered, cause))
+            sends.append(self._deliver(volunteer, rendered, cause))
+        # both people at once; every send finishes (or fails) before a failure is raised
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        outcomes: list[Outcome] = [r for r in results if not isinstance(r, BaseException)]
         missing = [w for w, r in (("requester", requester), ("volunteer", volunteer)) if r is None]
         if missing:
             # The others were told (and are skipped when this is retried): raise for a retry.
