@@ -69,6 +69,20 @@ async def test_posted_request_is_assigned_and_both_people_are_emailed(platform: 
         return got if len(got) >= 2 else None
 
     mails = await eventually(emails, within=30, what="two emails at the SMTP server")
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        requests_metrics = (await client.get(platform.url("requests") + "/metrics")).text
+        matching_metrics = (await client.get(platform.url("matching") + "/metrics")).text
+    assert (
+        'zhumeng_http_requests_total{method="POST",route="/v1/requests",service="requests",'
+        'status="201"}' in requests_metrics
+    )
+    assert (
+        'zhumeng_events_total{outcome="applied",service="matching",topic="requests.events.v1",'
+        'type="zhumeng.request.posted.v1"}' in matching_metrics
+    )
+    assert "zhumeng_outbox_published_total" in matching_metrics
+    assert "13900001234" not in requests_metrics + matching_metrics
     recipients = sorted(str(m["To"]) for m in mails)
     assert "lin.e2e@example.org" in recipients
     assert any(r.endswith("@volunteers.zhumeng.example") for r in recipients)

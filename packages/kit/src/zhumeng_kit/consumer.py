@@ -20,6 +20,7 @@ from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode
 from zhumeng_contracts.events import Event
 from zhumeng_contracts.topics import dlq_name
 
+from .metrics import EVENT_SECONDS, EVENTS
 from .mongo import Doc
 
 log = logging.getLogger("zhumeng.consumer")
@@ -76,11 +77,13 @@ class EventRunner:
 
     def __init__(
         self,
+        service: str,
         handlers: dict[type[Event], Handler],
         dead_letters: DeadLetters,
         max_attempts: int = 5,
         backoff_s: float = 0.2,
     ) -> None:
+        self._service = service
         self._handlers = {model.TYPE: h for model, h in handlers.items()}
         self._dlq = dead_letters
         self._max = max_attempts
@@ -88,35 +91,43 @@ class EventRunner:
         self.processed = 0
 
     async def process(self, record: Record) -> None:
+        ce_type, outcome = await self._process(record)
+        EVENTS.labels(self._service, record.topic, ce_type, outcome).inc()
+
+    async def _process(self, record: Record) -> tuple[str, str]:
+        """Returns the event type (as far as known) and what became of the record."""
         try:
             meta = EventMeta.from_headers(record.headers or [])
         except EnvelopeError as exc:
             await self._dlq.send(record, "bad-envelope", str(exc), 1)
-            return
+            return "unknown", "dead_lettered"
         handler = self._handlers.get(meta.type)
         if handler is None:
-            return  # another consumer's event type on a shared topic
+            return meta.type, "ignored"  # another consumer's event type on a shared topic
         try:
             event = decode(meta, record.value or b"")
         except EnvelopeError as exc:
             await self._dlq.send(record, "invalid-payload", str(exc), 1)
-            return
+            return meta.type, "dead_lettered"
         for attempt in range(1, self._max + 1):
             try:
-                await handler(meta, event)
+                with EVENT_SECONDS.labels(self._service, meta.type).time():
+                    await handler(meta, event)
                 self.processed += 1
-                return
+                return meta.type, "applied" if attempt == 1 else "retried"
             except asyncio.CancelledError:
                 raise
             except PermanentError as exc:
                 await self._dlq.send(record, "rejected", str(exc), attempt)
-                return
+                return meta.type, "dead_lettered"
             except Exception as exc:
                 if attempt == self._max:
                     log.exception("handler failed %d times for %s", attempt, meta.id)
                     await self._dlq.send(record, "handler-failed", repr(exc), attempt)
-                    return
+                    return meta.type, "dead_lettered"
+                log.info("handler failed for %s (attempt %d), retrying: %r", meta.id, attempt, exc)
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable: the loop returns on its last attempt")
 
 
 def subscribe(

@@ -14,6 +14,7 @@ from faststream.kafka import KafkaBroker
 
 from zhumeng_contracts.topics import TOPICS
 
+from .metrics import OUTBOX_PUBLISHED
 from .mongo import Doc
 from .outbox import Publisher
 
@@ -44,8 +45,9 @@ def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
 
 
 class BrokerPublisher(Publisher):
-    def __init__(self, broker: KafkaBroker) -> None:
+    def __init__(self, broker: KafkaBroker, service: str) -> None:
         self._broker = broker
+        self._published = OUTBOX_PUBLISHED.labels(service)
 
     async def publish_many(self, entries: list[Doc]) -> None:
         pending = [
@@ -59,6 +61,7 @@ class BrokerPublisher(Publisher):
             for e in entries
         ]
         await asyncio.gather(*pending)
+        self._published.inc(len(entries))
 
 
 async def ensure_topics(bootstrap: str, partitions_override: int | None = None) -> list[str]:

@@ -19,6 +19,7 @@ from zhumeng_contracts.events import Event
 
 from .consumer import DeadLetters, EventRunner, Handler, subscribe
 from .kafka import BrokerPublisher, make_broker
+from .metrics import install_metrics
 from .mongo import make_client, ping
 from .outbox import OutboxRelay
 from .problems import install_problem_handlers
@@ -59,7 +60,7 @@ class ServiceRuntime:
         relay = OutboxRelay(
             self.db,
             collections,
-            BrokerPublisher(self.broker),
+            BrokerPublisher(self.broker, self.name),
             poll_interval_s=self.settings.relay_poll_ms / 1000,
         )
         self.in_background(relay.run)
@@ -71,6 +72,7 @@ class ServiceRuntime:
         """Subscribe a consumer group (default: one per service) to event handlers."""
         group = group or f"zhumeng-{self.name}"
         runner = EventRunner(
+            self.name,
             handlers,
             DeadLetters(self.broker, group),
             max_attempts=self.settings.consumer_max_attempts,
@@ -142,6 +144,7 @@ def create_app(runtime: ServiceRuntime, routers: list[APIRouter], title: str) ->
 
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
+    install_metrics(app, runtime.name)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
