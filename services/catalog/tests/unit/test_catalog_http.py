@@ -27,6 +27,9 @@ def auth(subject: str, *roles: str) -> dict[str, str]:
 ADMIN = auth("adm_1", "admin")
 COORD = auth("co_1", "coordinator")
 RESIDENT = auth("res_1", "resident")
+LONGXUN = {  # a township coordinator
+    "Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'co_lx', ['coordinator'], 'pl_longxun')}"
+}
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +161,90 @@ async def test_pagination_and_search(client: httpx.AsyncClient) -> None:
         "items"
     ]
     assert [s["id"] for s in found] == ["dental_clinic"]
+
+
+async def test_township_coordinator_writes_only_in_their_township(
+    client: httpx.AsyncClient,
+) -> None:
+    kite = {
+        "id": "kite_flying",
+        "name_zh": "放风筝",
+        "name_en": "Kite flying",
+        "category": "community",
+        "default_duration_min": 30,
+        "target_claim_min": 60,
+    }
+    resp = await client.post("/v1/service-types", json=kite, headers=LONGXUN)
+    is_problem(resp, 403)
+    assert "county-level" in resp.json()["detail"]
+    is_problem(
+        await client.patch(
+            "/v1/service-types/haircut", json={"target_claim_min": 5}, headers=LONGXUN
+        ),
+        403,
+    )
+    # reads are unchanged
+    assert (await client.get("/v1/service-types/haircut", headers=LONGXUN)).status_code == 200
+
+    village = {
+        "id": "pl_longxun_v9",
+        "kind": "village",
+        "name_zh": "新村",
+        "name_en": "New village",
+        "parent_id": "pl_longxun",
+        "location": {"lat": 25.5, "lon": 118.2},
+    }
+    assert (await client.post("/v1/places", json=village, headers=LONGXUN)).status_code == 201
+    resp = await client.delete("/v1/places/pl_longxun_v9", headers=LONGXUN)
+    assert resp.status_code == 200 and resp.json()["active"] is False
+    resp = await client.post(
+        "/v1/places",
+        json={**village, "id": "pl_gaide_v9", "parent_id": "pl_gaide"},
+        headers=LONGXUN,
+    )
+    is_problem(resp, 403)
+    assert "pl_gaide" in resp.json()["detail"]
+    is_problem(
+        await client.patch("/v1/places/pl_longxun", json={"name_en": "X"}, headers=LONGXUN), 403
+    )
+
+
+async def test_township_coordinator_volunteers_and_teams(client: httpx.AsyncClient) -> None:
+    mine = (
+        await client.get(
+            "/v1/volunteers", params={"township_id": "pl_longxun", "limit": 1}, headers=LONGXUN
+        )
+    ).json()["items"][0]
+    theirs = (
+        await client.get(
+            "/v1/volunteers", params={"township_id": "pl_gaide", "limit": 1}, headers=LONGXUN
+        )
+    ).json()["items"][0]
+    resp = await client.patch(
+        f"/v1/volunteers/{mine['id']}", json={"radius_km": 12.5}, headers=LONGXUN
+    )
+    assert resp.status_code == 200 and resp.json()["radius_km"] == 12.5
+    resp = await client.patch(
+        f"/v1/volunteers/{theirs['id']}", json={"radius_km": 12.5}, headers=LONGXUN
+    )
+    is_problem(resp, 403)
+    assert theirs["id"] in resp.json()["detail"]
+    resp = await client.patch(
+        f"/v1/volunteers/{mine['id']}", json={"home_place_id": "pl_gaide_v1"}, headers=LONGXUN
+    )
+    is_problem(resp, 403)
+    assert "county-level" in resp.json()["detail"]
+    same = (await client.get(f"/v1/volunteers/{mine['id']}", headers=LONGXUN)).json()
+    assert same["township_id"] == "pl_longxun" and same["version"] == mine["version"] + 1
+
+    resp = await client.patch(
+        "/v1/teams/team_barbers", json={"skills": ["haircut", "shaving"]}, headers=LONGXUN
+    )
+    assert resp.status_code == 200 and resp.json()["skills"] == ["haircut", "shaving"]
+    is_problem(
+        await client.patch("/v1/teams/team_youth", json={"name": "Ours"}, headers=LONGXUN), 403
+    )
+    is_problem(await client.delete("/v1/teams/team_medical", headers=LONGXUN), 403)
+    # a county-wide coordinator may
+    resp = await client.patch("/v1/teams/team_youth", json={"name": "Youth"}, headers=COORD)
+    assert resp.status_code == 200 and resp.json()["name"] == "Youth"

@@ -26,9 +26,12 @@ from zhumeng_contracts.events import (
     TeamRecord,
     VolunteerRecord,
 )
+from zhumeng_kit.auth import Principal
 from zhumeng_kit.problems import Conflict, NotFound, Unprocessable
 
 pytestmark = pytest.mark.unit
+
+ADMIN = Principal("adm_1", frozenset({"admin"}))
 
 
 @pytest.fixture
@@ -63,7 +66,8 @@ async def places(catalog: Catalog) -> None:
             name_zh="德化县",
             name_en="Dehua",
             location={"lat": 25.49, "lon": 118.24},
-        )
+        ),
+        by=ADMIN,
     )
     for tid, lat, lon in (("pl_a", 25.49, 118.24), ("pl_b", 25.70, 118.33)):
         await catalog.create_place(
@@ -76,7 +80,8 @@ async def places(catalog: Catalog) -> None:
                     "parent_id": "pl_county",
                     "location": {"lat": lat, "lon": lon},
                 }
-            )
+            ),
+            by=ADMIN,
         )
         await catalog.create_place(
             PlaceCreate.model_validate(
@@ -88,7 +93,8 @@ async def places(catalog: Catalog) -> None:
                     "parent_id": tid,
                     "location": {"lat": round(lat + 0.02, 4), "lon": round(lon + 0.02, 4)},
                 }
-            )
+            ),
+            by=ADMIN,
         )
 
 
@@ -112,51 +118,55 @@ def vol(vid: str, **over: Any) -> VolunteerCreate:
 async def test_create_publishes_version_1_and_duplicates_conflict(
     catalog: Catalog, repo: FakeRepository
 ) -> None:
-    created = await catalog.create_service_type(st())
+    created = await catalog.create_service_type(st(), by=ADMIN)
     assert created.version == 1 and created.active
     [rec] = repo.of_type(ServiceTypeRecord)
     assert (rec.id, rec.version, rec.required_skills) == ("haircut", 1, ["haircut"])
     with pytest.raises(Conflict):
-        await catalog.create_service_type(st())
+        await catalog.create_service_type(st(), by=ADMIN)
 
 
 async def test_generated_id_when_absent(catalog: Catalog) -> None:
-    created = await catalog.create_service_type(st(id=None))
+    created = await catalog.create_service_type(st(id=None), by=ADMIN)
     assert created.id.startswith("st_")
 
 
 async def test_patch_bumps_version_and_noop_publishes_nothing(
     catalog: Catalog, repo: FakeRepository
 ) -> None:
-    await catalog.create_service_type(st())
-    new = await catalog.update_service_type("haircut", ServiceTypePatch(target_claim_min=30))
+    await catalog.create_service_type(st(), by=ADMIN)
+    new = await catalog.update_service_type(
+        "haircut", ServiceTypePatch(target_claim_min=30), by=ADMIN
+    )
     assert (new.version, new.target_claim_min, new.name_en) == (2, 30, "Free haircut")
-    again = await catalog.update_service_type("haircut", ServiceTypePatch(target_claim_min=30))
+    again = await catalog.update_service_type(
+        "haircut", ServiceTypePatch(target_claim_min=30), by=ADMIN
+    )
     assert again.version == 2
     assert [r.version for r in repo.of_type(ServiceTypeRecord)] == [1, 2]
     with pytest.raises(NotFound):
-        await catalog.update_service_type("nope", ServiceTypePatch(target_claim_min=30))
+        await catalog.update_service_type("nope", ServiceTypePatch(target_claim_min=30), by=ADMIN)
     with pytest.raises(Unprocessable):  # explicit null on a required field
         await catalog.update_service_type(
-            "haircut", ServiceTypePatch.model_validate({"name_en": None})
+            "haircut", ServiceTypePatch.model_validate({"name_en": None}), by=ADMIN
         )
 
 
 async def test_deactivate_publishes_inactive_record_and_hides_from_lists(
     catalog: Catalog, repo: FakeRepository
 ) -> None:
-    await catalog.create_service_type(st())
-    gone = await catalog.deactivate_service_type("haircut")
+    await catalog.create_service_type(st(), by=ADMIN)
+    gone = await catalog.deactivate_service_type("haircut", by=ADMIN)
     assert not gone.active and gone.version == 2
     assert repo.of_type(ServiceTypeRecord)[-1].active is False
     assert (await catalog.list_service_types()).items == []
     assert len((await catalog.list_service_types(include_inactive=True)).items) == 1
-    await catalog.deactivate_service_type("haircut")  # idempotent: no new record
+    await catalog.deactivate_service_type("haircut", by=ADMIN)  # idempotent: no new record
     assert len(repo.of_type(ServiceTypeRecord)) == 2
 
 
 async def test_service_type_filters_and_pagination(catalog: Catalog) -> None:
-    await catalog.create_service_type(st())
+    await catalog.create_service_type(st(), by=ADMIN)
     await catalog.create_service_type(
         st(
             id="dental_clinic",
@@ -165,7 +175,8 @@ async def test_service_type_filters_and_pagination(catalog: Catalog) -> None:
             category="health",
             required_skills=[],
             required_certifications=["dentist_license"],
-        )
+        ),
+        by=ADMIN,
     )
     await catalog.create_service_type(
         st(
@@ -174,7 +185,8 @@ async def test_service_type_filters_and_pagination(catalog: Catalog) -> None:
             name_en="Parcel delivery",
             category="logistics",
             required_skills=["driving"],
-        )
+        ),
+        by=ADMIN,
     )
     assert [s.id for s in (await catalog.list_service_types(q="dental")).items] == ["dental_clinic"]
     assert [s.id for s in (await catalog.list_service_types(q="理发")).items] == ["haircut"]
@@ -192,13 +204,17 @@ async def test_service_type_filters_and_pagination(catalog: Catalog) -> None:
 
 
 async def test_lost_races_are_retried_then_conflict(catalog: Catalog, repo: FakeRepository) -> None:
-    await catalog.create_service_type(st())
+    await catalog.create_service_type(st(), by=ADMIN)
     repo.lose_next_races = 2
-    new = await catalog.update_service_type("haircut", ServiceTypePatch(target_claim_min=20))
+    new = await catalog.update_service_type(
+        "haircut", ServiceTypePatch(target_claim_min=20), by=ADMIN
+    )
     assert new.version == 2
     repo.lose_next_races = 1000
     with pytest.raises(Conflict):
-        await catalog.update_service_type("haircut", ServiceTypePatch(target_claim_min=25))
+        await catalog.update_service_type(
+            "haircut", ServiceTypePatch(target_claim_min=25), by=ADMIN
+        )
 
 
 # ------------------------------------------------------------------ places
@@ -225,12 +241,16 @@ async def test_village_needs_an_existing_township(catalog: Catalog) -> None:
         "location": {"lat": 25.5, "lon": 118.2},
     }
     with pytest.raises(Unprocessable):
-        await catalog.create_place(PlaceCreate.model_validate(body))
+        await catalog.create_place(PlaceCreate.model_validate(body), by=ADMIN)
     with pytest.raises(Unprocessable):
-        await catalog.create_place(PlaceCreate.model_validate({**body, "parent_id": "pl_nope"}))
+        await catalog.create_place(
+            PlaceCreate.model_validate({**body, "parent_id": "pl_nope"}), by=ADMIN
+        )
     with pytest.raises(Unprocessable):
-        await catalog.create_place(PlaceCreate.model_validate({**body, "parent_id": "pl_a_v1"}))
-    moved = await catalog.update_place("pl_a_v1", PlacePatch(parent_id="pl_b"))
+        await catalog.create_place(
+            PlaceCreate.model_validate({**body, "parent_id": "pl_a_v1"}), by=ADMIN
+        )
+    moved = await catalog.update_place("pl_a_v1", PlacePatch(parent_id="pl_b"), by=ADMIN)
     assert (moved.township_id, moved.version) == ("pl_b", 2)
 
 
@@ -241,25 +261,27 @@ async def test_volunteer_home_comes_from_place_unless_given(
     catalog: Catalog, repo: FakeRepository
 ) -> None:
     await places(catalog)
-    v = await catalog.create_volunteer(vol("vol_0001"))
+    v = await catalog.create_volunteer(vol("vol_0001"), by=ADMIN)
     assert (v.township_id, v.home.lat, v.home_from_place) == ("pl_a", 25.51, True)
-    w = await catalog.create_volunteer(vol("vol_0002", home={"lat": 25.6, "lon": 118.3}))
+    w = await catalog.create_volunteer(vol("vol_0002", home={"lat": 25.6, "lon": 118.3}), by=ADMIN)
     assert (w.township_id, w.home.lat, w.home_from_place) == ("pl_a", 25.6, False)
-    moved = await catalog.update_volunteer("vol_0001", VolunteerPatch(home_place_id="pl_b"))
+    moved = await catalog.update_volunteer(
+        "vol_0001", VolunteerPatch(home_place_id="pl_b"), by=ADMIN
+    )
     assert (moved.township_id, moved.home.lat) == ("pl_b", 25.70)
     with pytest.raises(Unprocessable):
-        await catalog.create_volunteer(vol("vol_0003", home_place_id="pl_nope"))
+        await catalog.create_volunteer(vol("vol_0003", home_place_id="pl_nope"), by=ADMIN)
     with pytest.raises(Unprocessable):
-        await catalog.create_volunteer(vol("vol_0003", home_place_id="pl_county"))
+        await catalog.create_volunteer(vol("vol_0003", home_place_id="pl_county"), by=ADMIN)
     with pytest.raises(Unprocessable):
-        await catalog.create_volunteer(vol("vol_0003", team_ids=["team_nope"]))
+        await catalog.create_volunteer(vol("vol_0003", team_ids=["team_nope"]), by=ADMIN)
 
 
 async def test_contacts_only_on_the_contact_record(catalog: Catalog, repo: FakeRepository) -> None:
     await places(catalog)
-    await catalog.create_volunteer(vol("vol_0001"))
-    await catalog.update_volunteer("vol_0001", VolunteerPatch(radius_km=25))
-    await catalog.update_volunteer("vol_0001", VolunteerPatch(phone="13800009999"))
+    await catalog.create_volunteer(vol("vol_0001"), by=ADMIN)
+    await catalog.update_volunteer("vol_0001", VolunteerPatch(radius_km=25), by=ADMIN)
+    await catalog.update_volunteer("vol_0001", VolunteerPatch(phone="13800009999"), by=ADMIN)
     records = repo.of_type(VolunteerRecord)
     assert [r.version for r in records] == [1, 2, 3]
     for r in records:
@@ -270,8 +292,10 @@ async def test_contacts_only_on_the_contact_record(catalog: Catalog, repo: FakeR
 
 async def test_volunteer_search(catalog: Catalog) -> None:
     await places(catalog)
-    await catalog.create_volunteer(vol("vol_0001", skills=["driving"]))
-    await catalog.create_volunteer(vol("vol_0002", skills=["haircut"], home_place_id="pl_b"))
+    await catalog.create_volunteer(vol("vol_0001", skills=["driving"]), by=ADMIN)
+    await catalog.create_volunteer(
+        vol("vol_0002", skills=["haircut"], home_place_id="pl_b"), by=ADMIN
+    )
     await catalog.create_volunteer(
         vol(
             "vol_0003",
@@ -279,10 +303,11 @@ async def test_volunteer_search(catalog: Catalog) -> None:
             home_place_id="pl_b_v1",
             certifications=["nursing"],
             languages=["minnan"],
-        )
+        ),
+        by=ADMIN,
     )
-    await catalog.create_volunteer(vol("vol_0004", skills=["driving"]))
-    await catalog.deactivate_volunteer("vol_0004")
+    await catalog.create_volunteer(vol("vol_0004", skills=["driving"]), by=ADMIN)
+    await catalog.deactivate_volunteer("vol_0004", by=ADMIN)
 
     async def ids(**kw: Any) -> list[str]:
         return [v.id for v in (await catalog.search_volunteers(**kw)).items]
@@ -317,11 +342,15 @@ async def test_team_members_must_exist_and_membership_is_synced(
 ) -> None:
     await places(catalog)
     for i in (1, 2, 3):
-        await catalog.create_volunteer(vol(f"vol_000{i}"))
+        await catalog.create_volunteer(vol(f"vol_000{i}"), by=ADMIN)
     with pytest.raises(Unprocessable):
-        await catalog.create_team(TeamCreate(id="team_x", name="X", member_ids=["vol_0009"]))
+        await catalog.create_team(
+            TeamCreate(id="team_x", name="X", member_ids=["vol_0009"]), by=ADMIN
+        )
     with pytest.raises(Unprocessable):
-        await catalog.create_team(TeamCreate(id="team_x", name="X", township_id="pl_a_v1"))
+        await catalog.create_team(
+            TeamCreate(id="team_x", name="X", township_id="pl_a_v1"), by=ADMIN
+        )
     team = await catalog.create_team(
         TeamCreate(
             id="team_x",
@@ -329,16 +358,17 @@ async def test_team_members_must_exist_and_membership_is_synced(
             township_id="pl_a",
             lead_volunteer_id="vol_0001",
             member_ids=["vol_0002"],
-        )
+        ),
+        by=ADMIN,
     )
     assert team.member_ids == ["vol_0001", "vol_0002"]
     assert (await catalog.get_volunteer("vol_0001")).team_ids == ["team_x"]
     assert (await catalog.get_volunteer("vol_0002")).team_ids == ["team_x"]
-    await catalog.update_team("team_x", TeamPatch(member_ids=["vol_0001", "vol_0003"]))
+    await catalog.update_team("team_x", TeamPatch(member_ids=["vol_0001", "vol_0003"]), by=ADMIN)
     assert (await catalog.get_volunteer("vol_0002")).team_ids == []
     assert (await catalog.get_volunteer("vol_0003")).team_ids == ["team_x"]
     # the other direction: a volunteer joining a team through their own record
-    await catalog.update_volunteer("vol_0002", VolunteerPatch(team_ids=["team_x"]))
+    await catalog.update_volunteer("vol_0002", VolunteerPatch(team_ids=["team_x"]), by=ADMIN)
     assert set((await catalog.get_team("team_x")).member_ids) == {
         "vol_0001",
         "vol_0002",

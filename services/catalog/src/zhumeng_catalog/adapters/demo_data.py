@@ -19,6 +19,7 @@ from typing import Any
 
 from zhumeng_contracts.events.common import GeoPoint, Language, Locale, WeeklySlot
 
+from ..app.scope import SYSTEM
 from ..app.use_cases import Catalog
 from ..domain.models import PlaceCreate, ServiceTypeCreate, TeamCreate, VolunteerCreate
 
@@ -321,18 +322,18 @@ async def load_demo(catalog: Catalog, demo: DemoCatalog | None = None) -> dict[s
     created = {"places": 0, "service_types": 0, "volunteers": 0, "teams": 0}
     for p in demo.places:
         if p.id and not await catalog.exists("places", p.id):
-            await catalog.create_place(p)
+            await catalog.create_place(p, by=SYSTEM)
             created["places"] += 1
     for s in demo.service_types:
         if s.id and not await catalog.exists("service_types", s.id):
-            await catalog.create_service_type(s)
+            await catalog.create_service_type(s, by=SYSTEM)
             created["service_types"] += 1
     for v in demo.volunteers:
         if v.id and not await catalog.exists("volunteers", v.id):
-            await catalog.create_volunteer(v)
+            await catalog.create_volunteer(v, by=SYSTEM)
             created["volunteers"] += 1
     for t in demo.teams:
         if t.id and not await catalog.exists("teams", t.id):
-            await catalog.create_team(t)
+            await catalog.create_team(t, by=SYSTEM)
             created["teams"] += 1
     return created

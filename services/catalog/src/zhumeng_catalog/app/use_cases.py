@@ -8,6 +8,9 @@ Team membership is owned by both sides for convenience: a team's `member_ids` an
 volunteer's `team_ids` are kept in step by the use cases, each side with its own
 single-document write (eventually consistent if the process dies in between; the next edit of
 either side repairs it).
+
+Every change is made `by` someone, and only within their scope (`scope.py`): checked on the
+state a change replaces and on the state it writes, inside the compare-and-set loop.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from zhumeng_kit.auth import Principal
 from zhumeng_kit.ids import new_id
 from zhumeng_kit.problems import Conflict, NotFound, Unprocessable
 
@@ -44,6 +48,7 @@ from ..domain.models import (
 from ..domain.rules import Query, bounding_box, haversine_km
 from .pagination import DEFAULT_LIMIT, Page, decode_cursor, encode_cursor
 from .ports import CatalogRepository, Kind
+from .scope import check_county_level, check_place, check_team, check_volunteer
 
 log = logging.getLogger("zhumeng.catalog")
 
@@ -70,6 +75,12 @@ CAS_ATTEMPTS = 8
 NEAR_SCAN_LIMIT = 50_000  # a catalog-side search; matching has its own spatial index
 
 Compute = Callable[[E], Awaitable[dict[str, Any] | None]]
+Allowed = Callable[[E], None]  # raises Forbidden unless the caller may write that state
+
+
+def _anyone(_: Entity) -> None:
+    """No check on the state: for service types (checked up front, on the caller alone) and
+    for the use cases' own bookkeeping (team membership kept in step on the other side)."""
 
 
 class Catalog:
@@ -97,18 +108,22 @@ class Catalog:
         return entity
 
     async def _change(
-        self, kind: Kind, model: type[E], entity_id: str, compute: Compute[E]
+        self, kind: Kind, model: type[E], entity_id: str, compute: Compute[E], allowed: Allowed[E]
     ) -> tuple[E, E | None]:
-        """Apply a change with compare-and-set; returns (new, old) — old is None if unchanged."""
+        """Apply a change with compare-and-set; returns (new, old) — old is None if unchanged.
+
+        `allowed` vets both the state replaced and the state written (no-ops included)."""
         for _ in range(CAS_ATTEMPTS):
             stored = await self.repo.get(kind, entity_id)
             if stored is None:
                 raise NotFound(f"no {NOUN[kind]} with id {entity_id!r}")
             current = model.model_validate(stored.state)
+            allowed(current)
             data = await compute(current)
             if data is None:
                 return current, None
             new = next_version(current, data)
+            allowed(new)
             if not changed(current, new):
                 return current, None
             if await self.repo.update(
@@ -126,16 +141,19 @@ class Catalog:
         more = len(rows) > limit
         return Page(items, encode_cursor({"a": items[-1].id}) if more and items else None)
 
-    async def _deactivate(self, kind: Kind, model: type[E], entity_id: str) -> E:
+    async def _deactivate(
+        self, kind: Kind, model: type[E], entity_id: str, allowed: Allowed[E]
+    ) -> E:
         async def off(_: E) -> dict[str, Any]:
             return {"active": False}
 
-        new, _old = await self._change(kind, model, entity_id, off)
+        new, _old = await self._change(kind, model, entity_id, off, allowed)
         return new
 
     # ------------------------------------------------------------------ service types
 
-    async def create_service_type(self, body: ServiceTypeCreate) -> ServiceType:
+    async def create_service_type(self, body: ServiceTypeCreate, *, by: Principal) -> ServiceType:
+        check_county_level(by, "service types")
         data = body.model_dump()
         data["id"] = body.id or new_id(PREFIX["service_types"])
         return await self._insert("service_types", validated(ServiceType, data))
@@ -143,15 +161,20 @@ class Catalog:
     async def get_service_type(self, entity_id: str) -> ServiceType:
         return await self._get("service_types", ServiceType, entity_id)
 
-    async def update_service_type(self, entity_id: str, patch: ServiceTypePatch) -> ServiceType:
+    async def update_service_type(
+        self, entity_id: str, patch: ServiceTypePatch, *, by: Principal
+    ) -> ServiceType:
+        check_county_level(by, "service types")
+
         async def compute(_: ServiceType) -> dict[str, Any]:
             return patch.model_dump(exclude_unset=True)
 
-        new, _ = await self._change("service_types", ServiceType, entity_id, compute)
+        new, _ = await self._change("service_types", ServiceType, entity_id, compute, _anyone)
         return new
 
-    async def deactivate_service_type(self, entity_id: str) -> ServiceType:
-        return await self._deactivate("service_types", ServiceType, entity_id)
+    async def deactivate_service_type(self, entity_id: str, *, by: Principal) -> ServiceType:
+        check_county_level(by, "service types")
+        return await self._deactivate("service_types", ServiceType, entity_id, _anyone)
 
     async def list_service_types(
         self,
@@ -179,16 +202,18 @@ class Catalog:
             raise Unprocessable(f"parent place {parent_id!r} does not exist")
         return parent
 
-    async def create_place(self, body: PlaceCreate) -> Place:
+    async def create_place(self, body: PlaceCreate, *, by: Principal) -> Place:
         data = body.model_dump()
         data["id"] = body.id or new_id(PREFIX["places"])
         data.update(place_lineage(data["id"], body.kind, await self._parent(body.parent_id)))
-        return await self._insert("places", validated(Place, data))
+        place = validated(Place, data)
+        check_place(by, place)
+        return await self._insert("places", place)
 
     async def get_place(self, entity_id: str) -> Place:
         return await self._get("places", Place, entity_id)
 
-    async def update_place(self, entity_id: str, patch: PlacePatch) -> Place:
+    async def update_place(self, entity_id: str, patch: PlacePatch, *, by: Principal) -> Place:
         data = patch.model_dump(exclude_unset=True)
 
         async def compute(current: Place) -> dict[str, Any]:
@@ -198,11 +223,13 @@ class Catalog:
                 out.update(place_lineage(current.id, current.kind, parent))
             return out
 
-        new, _ = await self._change("places", Place, entity_id, compute)
+        new, _ = await self._change(
+            "places", Place, entity_id, compute, lambda p: check_place(by, p)
+        )
         return new
 
-    async def deactivate_place(self, entity_id: str) -> Place:
-        return await self._deactivate("places", Place, entity_id)
+    async def deactivate_place(self, entity_id: str, *, by: Principal) -> Place:
+        return await self._deactivate("places", Place, entity_id, lambda p: check_place(by, p))
 
     async def list_places(
         self,
@@ -237,15 +264,17 @@ class Catalog:
         if missing:
             raise Unprocessable(f"unknown {what}: {', '.join(missing)}", missing=missing)
 
-    async def create_volunteer(self, body: VolunteerCreate) -> Volunteer:
+    async def create_volunteer(self, body: VolunteerCreate, *, by: Principal) -> Volunteer:
         data = body.model_dump(exclude={"home"})
         data["id"] = body.id or new_id(PREFIX["volunteers"])
         data.update(home_from(await self._home_place(body.home_place_id)))
         if body.home is not None:
             data["home"] = body.home.model_dump()
             data["home_from_place"] = False
+        volunteer = validated(Volunteer, data)
+        check_volunteer(by, volunteer)
         await self._check_exist("teams", body.team_ids, "teams")
-        volunteer = await self._insert("volunteers", validated(Volunteer, data))
+        volunteer = await self._insert("volunteers", volunteer)
         for team_id in volunteer.team_ids:
             await self._set_team_member(team_id, volunteer.id, True)
         return volunteer
@@ -253,7 +282,9 @@ class Catalog:
     async def get_volunteer(self, entity_id: str) -> Volunteer:
         return await self._get("volunteers", Volunteer, entity_id)
 
-    async def update_volunteer(self, entity_id: str, patch: VolunteerPatch) -> Volunteer:
+    async def update_volunteer(
+        self, entity_id: str, patch: VolunteerPatch, *, by: Principal
+    ) -> Volunteer:
         data = patch.model_dump(exclude_unset=True)
         if "team_ids" in data:
             await self._check_exist("teams", data["team_ids"] or [], "teams")
@@ -270,7 +301,9 @@ class Catalog:
                 out["home_from_place"] = False
             return out
 
-        new, old = await self._change("volunteers", Volunteer, entity_id, compute)
+        new, old = await self._change(
+            "volunteers", Volunteer, entity_id, compute, lambda v: check_volunteer(by, v)
+        )
         if old is not None:
             for team_id in set(new.team_ids) - set(old.team_ids):
                 await self._set_team_member(team_id, new.id, True)
@@ -278,8 +311,10 @@ class Catalog:
                 await self._set_team_member(team_id, new.id, False)
         return new
 
-    async def deactivate_volunteer(self, entity_id: str) -> Volunteer:
-        return await self._deactivate("volunteers", Volunteer, entity_id)
+    async def deactivate_volunteer(self, entity_id: str, *, by: Principal) -> Volunteer:
+        return await self._deactivate(
+            "volunteers", Volunteer, entity_id, lambda v: check_volunteer(by, v)
+        )
 
     async def search_volunteers(
         self,
@@ -362,7 +397,7 @@ class Catalog:
             return {"team_ids": ids}
 
         try:
-            await self._change("volunteers", Volunteer, volunteer_id, compute)
+            await self._change("volunteers", Volunteer, volunteer_id, compute, _anyone)
         except NotFound:
             log.warning("team %s lists unknown volunteer %s", team_id, volunteer_id)
 
@@ -379,11 +414,13 @@ class Catalog:
             if place is None or place.kind != "township":
                 raise Unprocessable(f"township {data['township_id']!r} does not exist")
 
-    async def create_team(self, body: TeamCreate) -> Team:
+    async def create_team(self, body: TeamCreate, *, by: Principal) -> Team:
         data = body.model_dump()
         data["id"] = body.id or new_id(PREFIX["teams"])
+        team = validated(Team, data)
+        check_team(by, team)
         await self._check_team_refs(data)
-        team = await self._insert("teams", validated(Team, data))
+        team = await self._insert("teams", team)
         for vid in team.member_ids:
             await self._set_volunteer_team(vid, team.id, True)
         return team
@@ -391,14 +428,16 @@ class Catalog:
     async def get_team(self, entity_id: str) -> Team:
         return await self._get("teams", Team, entity_id)
 
-    async def update_team(self, entity_id: str, patch: TeamPatch) -> Team:
+    async def update_team(self, entity_id: str, patch: TeamPatch, *, by: Principal) -> Team:
         data = patch.model_dump(exclude_unset=True)
         await self._check_team_refs(data)
 
         async def compute(_: Team) -> dict[str, Any]:
             return data
 
-        new, old = await self._change("teams", Team, entity_id, compute)
+        new, old = await self._change(
+            "teams", Team, entity_id, compute, lambda t: check_team(by, t)
+        )
         if old is not None:
             for vid in set(new.member_ids) - set(old.member_ids):
                 await self._set_volunteer_team(vid, new.id, True)
@@ -406,8 +445,8 @@ class Catalog:
                 await self._set_volunteer_team(vid, new.id, False)
         return new
 
-    async def deactivate_team(self, entity_id: str) -> Team:
-        return await self._deactivate("teams", Team, entity_id)
+    async def deactivate_team(self, entity_id: str, *, by: Principal) -> Team:
+        return await self._deactivate("teams", Team, entity_id, lambda t: check_team(by, t))
 
     async def list_teams(
         self,
@@ -445,7 +484,7 @@ class Catalog:
             return {"member_ids": ids}
 
         try:
-            await self._change("teams", Team, team_id, compute)
+            await self._change("teams", Team, team_id, compute, _anyone)
         except NotFound:
             log.warning("volunteer %s lists unknown team %s", volunteer_id, team_id)
 

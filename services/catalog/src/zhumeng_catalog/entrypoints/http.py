@@ -1,4 +1,5 @@
-"""HTTP API of the catalog. Reads: any authenticated caller; writes: coordinator or admin."""
+"""HTTP API of the catalog. Reads: any authenticated caller; writes: coordinator or admin,
+within the coordinator's scope (enforced by the use cases: `app/scope.py`)."""
 
 # No `from __future__ import annotations` here: FastAPI must see the real types of the
 # dependencies built inside `build_router` (string annotations would not resolve).
@@ -87,8 +88,8 @@ def build_router(catalog: Catalog, settings: ServiceSettings) -> APIRouter:
     tag: list[str | Enum] = ["service types"]
 
     @api.post("/service-types", status_code=201, tags=tag)
-    async def create_service_type(body: ServiceTypeCreate, _: Writer) -> ServiceType:
-        return await catalog.create_service_type(body)
+    async def create_service_type(body: ServiceTypeCreate, who: Writer) -> ServiceType:
+        return await catalog.create_service_type(body, by=who)
 
     @api.get("/service-types", tags=tag)
     async def list_service_types(
@@ -109,20 +110,20 @@ def build_router(catalog: Catalog, settings: ServiceSettings) -> APIRouter:
 
     @api.patch("/service-types/{entity_id}", tags=tag)
     async def update_service_type(
-        entity_id: EntityId, body: ServiceTypePatch, _: Writer
+        entity_id: EntityId, body: ServiceTypePatch, who: Writer
     ) -> ServiceType:
-        return await catalog.update_service_type(entity_id, body)
+        return await catalog.update_service_type(entity_id, body, by=who)
 
     @api.delete("/service-types/{entity_id}", tags=tag)
-    async def deactivate_service_type(entity_id: EntityId, _: Writer) -> ServiceType:
-        return await catalog.deactivate_service_type(entity_id)
+    async def deactivate_service_type(entity_id: EntityId, who: Writer) -> ServiceType:
+        return await catalog.deactivate_service_type(entity_id, by=who)
 
     # ---------------------------------------------------------------- places
     tag = ["places"]
 
     @api.post("/places", status_code=201, tags=tag)
-    async def create_place(body: PlaceCreate, _: Writer) -> Place:
-        return await catalog.create_place(body)
+    async def create_place(body: PlaceCreate, who: Writer) -> Place:
+        return await catalog.create_place(body, by=who)
 
     @api.get("/places", tags=tag)
     async def list_places(
@@ -145,12 +146,12 @@ def build_router(catalog: Catalog, settings: ServiceSettings) -> APIRouter:
         return await catalog.get_place(entity_id)
 
     @api.patch("/places/{entity_id}", tags=tag)
-    async def update_place(entity_id: EntityId, body: PlacePatch, _: Writer) -> Place:
-        return await catalog.update_place(entity_id, body)
+    async def update_place(entity_id: EntityId, body: PlacePatch, who: Writer) -> Place:
+        return await catalog.update_place(entity_id, body, by=who)
 
     @api.delete("/places/{entity_id}", tags=tag)
-    async def deactivate_place(entity_id: EntityId, _: Writer) -> Place:
-        return await catalog.deactivate_place(entity_id)
+    async def deactivate_place(entity_id: EntityId, who: Writer) -> Place:
+        return await catalog.deactivate_place(entity_id, by=who)
 
     # ---------------------------------------------------------------- volunteers
     tag = ["volunteers"]
@@ -160,7 +161,7 @@ def build_router(catalog: Catalog, settings: ServiceSettings) -> APIRouter:
 
     @api.post("/volunteers", status_code=201, tags=tag)
     async def create_volunteer(body: VolunteerCreate, who: Writer) -> VolunteerOut:
-        return show(await catalog.create_volunteer(body), who)
+        return show(await catalog.create_volunteer(body, by=who), who)
 
     @api.get("/volunteers", tags=tag)
     async def search_volunteers(
@@ -205,18 +206,18 @@ def build_router(catalog: Catalog, settings: ServiceSettings) -> APIRouter:
     async def update_volunteer(
         entity_id: EntityId, body: VolunteerPatch, who: Writer
     ) -> VolunteerOut:
-        return show(await catalog.update_volunteer(entity_id, body), who)
+        return show(await catalog.update_volunteer(entity_id, body, by=who), who)
 
     @api.delete("/volunteers/{entity_id}", tags=tag)
     async def deactivate_volunteer(entity_id: EntityId, who: Writer) -> VolunteerOut:
-        return show(await catalog.deactivate_volunteer(entity_id), who)
+        return show(await catalog.deactivate_volunteer(entity_id, by=who), who)
 
     # ---------------------------------------------------------------- teams
     tag = ["teams"]
 
     @api.post("/teams", status_code=201, tags=tag)
-    async def create_team(body: TeamCreate, _: Writer) -> Team:
-        return await catalog.create_team(body)
+    async def create_team(body: TeamCreate, who: Writer) -> Team:
+        return await catalog.create_team(body, by=who)
 
     @api.get("/teams", tags=tag)
     async def list_teams(
@@ -239,11 +240,11 @@ def build_router(catalog: Catalog, settings: ServiceSettings) -> APIRouter:
         return await catalog.get_team(entity_id)
 
     @api.patch("/teams/{entity_id}", tags=tag)
-    async def update_team(entity_id: EntityId, body: TeamPatch, _: Writer) -> Team:
-        return await catalog.update_team(entity_id, body)
+    async def update_team(entity_id: EntityId, body: TeamPatch, who: Writer) -> Team:
+        return await catalog.update_team(entity_id, body, by=who)
 
     @api.delete("/teams/{entity_id}", tags=tag)
-    async def deactivate_team(entity_id: EntityId, _: Writer) -> Team:
-        return await catalog.deactivate_team(entity_id)
+    async def deactivate_team(entity_id: EntityId, who: Writer) -> Team:
+        return await catalog.deactivate_team(entity_id, by=who)
 
     return api
