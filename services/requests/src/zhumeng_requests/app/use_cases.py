@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from zhumeng_contracts.events import (
+    PlaceRecord,
     RequesterContact,
     RequestPosted,
     RequestUnmatched,
+    ServiceTypeRecord,
     VolunteerAssigned,
 )
 from zhumeng_kit.auth import Principal
@@ -42,22 +44,16 @@ class RequestService:
         now = now or datetime.now(UTC)
         scoped_key = f"{who.subject}:{idempotency_key}"
         fingerprint = body.fingerprint()
-        existing = await self._repo.by_idempotency_key(scoped_key)
-        if existing is not None:
-            return self._replay(existing, fingerprint)
-
-        service_type = self._catalog.service_type(body.service_type_id)
-        if service_type is None:
-            raise Unprocessable(
-                f"unknown service type {body.service_type_id!r}", field="service_type_id"
-            )
-        place = self._catalog.place(body.place_id)
-        if place is None or place.kind == "county":
-            raise Unprocessable(f"unknown village or township {body.place_id!r}", field="place_id")
+        # The common case is a new key: validate and insert, and only look the key up when
+        # the insert says it is taken (or when validation fails: a replay of a request the
+        # catalog no longer accepts still returns the original).
         try:
-            body.check_window(now)
-        except ValueError as exc:
-            raise Unprocessable(str(exc), field="window") from exc
+            service_type, place = self._validate(body, now)
+        except Unprocessable:
+            existing = await self._repo.by_idempotency_key(scoped_key)
+            if existing is not None:
+                return self._replay(existing, fingerprint)
+            raise
 
         request_id = new_id("req")
         township_id = place.township_id or place.id
@@ -109,6 +105,21 @@ class RequestService:
             return self._replay(raced, fingerprint)
         self._on_events()
         return Posted(doc, replayed=False)
+
+    def _validate(self, body: NewRequest, now: datetime) -> tuple[ServiceTypeRecord, PlaceRecord]:
+        service_type = self._catalog.service_type(body.service_type_id)
+        if service_type is None:
+            raise Unprocessable(
+                f"unknown service type {body.service_type_id!r}", field="service_type_id"
+            )
+        place = self._catalog.place(body.place_id)
+        if place is None or place.kind == "county":
+            raise Unprocessable(f"unknown village or township {body.place_id!r}", field="place_id")
+        try:
+            body.check_window(now)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), field="window") from exc
+        return service_type, place
 
     @staticmethod
     def _replay(existing: Doc, fingerprint: str) -> Posted:
