@@ -65,15 +65,29 @@ def ineligibility(
     return None
 
 
-def score(
+def _figures(
     vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
-) -> tuple[float, tuple[ScorePart, ...]]:
-    figures = {
+) -> dict[str, float]:
+    return {
         "distance": max(0.0, 1.0 - distance_km / vol.radius_km),
         "fairness": 1.0 - load.active / vol.capacity,
         "newcomer": 1.0 if load.total == 0 else 0.0,
         "language": 1.0 if request.language is None or request.language in vol.languages else 0.0,
     }
+
+
+def score_total(
+    vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
+) -> float:
+    """`score(...)[0]` without building the explanation (same arithmetic, same float)."""
+    figures = _figures(vol, request, load, distance_km)
+    return round(sum(round(v * WEIGHTS[k], 4) for k, v in figures.items()), 4)
+
+
+def score(
+    vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
+) -> tuple[float, tuple[ScorePart, ...]]:
+    figures = _figures(vol, request, load, distance_km)
     parts = tuple(
         ScorePart(
             criterion=k, value=round(v, 4), weight=WEIGHTS[k], contribution=round(v * WEIGHTS[k], 4)

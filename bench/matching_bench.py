@@ -1,0 +1,388 @@
+"""Matching benchmark: decision latency (index vs. linear scan), batch vs. greedy assignment,
+and the memory of the volunteer read model. Prints figures; asserts nothing.
+
+    uv run python bench/matching_bench.py            # full run (a few minutes)
+    uv run python bench/matching_bench.py --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time as _time
+from collections.abc import Iterable, Sequence
+from datetime import time, timedelta
+from typing import TypeVar
+
+from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
+from zhumeng_contracts.events.common import TimeWindow, WeeklySlot
+from zhumeng_kit.views import View
+from zhumeng_matching import examples
+from zhumeng_matching.domain.batch import assign_batch, assign_greedy
+from zhumeng_matching.domain.index import VolunteerIndex
+from zhumeng_matching.domain.policy import Load, rank
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- data (seeded, realistic)
+
+# Dehua county, Quanzhou: roughly 25.38-25.95 N, 118.00-118.55 E. Volunteers live around the
+# township seats and villages; requests come from the same places.
+TOWNSHIPS: list[tuple[str, float, float, float]] = [
+    # id, lat, lon, weight (bigger towns have more volunteers)
+    ("longxun", 25.492, 118.243, 8.0),  # county seat (龙浔)
+    ("xunzhong", 25.470, 118.290, 4.0),
+    ("gaide", 25.523, 118.180, 2.0),
+    ("leifeng", 25.560, 118.300, 2.0),
+    ("sancui", 25.440, 118.200, 2.0),
+    ("longmentan", 25.640, 118.250, 1.5),
+    ("shangyong", 25.700, 118.180, 1.5),
+    ("guyang", 25.600, 118.100, 1.0),
+    ("chunmei", 25.420, 118.330, 1.0),
+    ("nanbu", 25.450, 118.420, 1.0),
+    ("chishui", 25.760, 118.110, 1.0),
+    ("guishan", 25.820, 118.200, 1.0),
+    ("tangtou", 25.880, 118.060, 0.8),
+    ("dacheng", 25.900, 118.300, 0.8),
+    ("yangmei", 25.700, 118.380, 0.8),
+    ("meihu", 25.560, 118.450, 0.8),
+    ("shuikou", 25.620, 118.520, 0.8),
+    ("yanghou", 25.780, 118.440, 0.8),
+]
+
+SKILLS: list[tuple[str, float]] = [
+    ("neighbour_help", 0.45),
+    ("care_visit", 0.25),
+    ("haircut", 0.12),
+    ("driving", 0.20),
+    ("cooking", 0.18),
+    ("repair", 0.10),
+    ("tutoring", 0.12),
+    ("tech_help", 0.10),
+    ("culture_event", 0.08),
+    ("gardening", 0.10),
+    ("nursing", 0.04),
+    ("dental", 0.005),
+]
+
+SERVICES: dict[str, ServiceTypeRecord] = {
+    s.id: s
+    for s in [
+        examples.service(id="haircut", required_skills=["haircut"], default_duration_min=60),
+        examples.service(id="neighbour_help", required_skills=["neighbour_help"]),
+        examples.service(id="care_visit", required_skills=["care_visit"], default_duration_min=90),
+        examples.service(
+            id="ride", required_skills=["driving"], required_certifications=["driver_license"]
+        ),
+        examples.service(id="repair", required_skills=["repair"], default_duration_min=120),
+        examples.service(id="tutoring", required_skills=["tutoring"], default_duration_min=90),
+        examples.service(
+            id="dental_clinic",
+            required_skills=["dental"],
+            required_certifications=["dentist_license"],
+            default_duration_min=180,
+        ),
+    ]
+}
+# how often each service type is requested
+SERVICE_MIX: list[tuple[str, float]] = [
+    ("neighbour_help", 0.30),
+    ("care_visit", 0.25),
+    ("haircut", 0.15),
+    ("ride", 0.12),
+    ("repair", 0.08),
+    ("tutoring", 0.08),
+    ("dental_clinic", 0.02),
+]
+
+RADII: list[tuple[float, float]] = [
+    (3, 0.10),
+    (5, 0.25),
+    (8, 0.25),
+    (10, 0.2),
+    (15, 0.12),
+    (20, 0.06),
+    (30, 0.02),
+]
+
+
+def _slots(days: Iterable[int], start: int, end: int) -> list[WeeklySlot]:
+    return [WeeklySlot(weekday=d, start=time(start), end=time(end)) for d in days]
+
+
+SCHEDULES: list[tuple[list[WeeklySlot], float]] = [
+    (examples.EVERY_DAY, 0.15),  # retired, flexible
+    (_slots(range(5), 18, 21), 0.20),  # after work
+    (_slots([5, 6], 8, 18), 0.20),  # weekends
+    (_slots(range(5), 18, 21) + _slots([5, 6], 9, 17), 0.15),
+    (_slots(range(7), 8, 12), 0.15),  # mornings
+    (_slots([0, 2, 4], 13, 18), 0.10),
+    ([], 0.05),  # schedule not filled in yet
+]
+
+
+def _pick(rng: random.Random, table: list[tuple[T, float]]) -> T:
+    return rng.choices([x for x, _ in table], weights=[w for _, w in table])[0]
+
+
+def _around(rng: random.Random) -> tuple[float, float]:
+    if rng.random() < 0.15:  # scattered hamlets all over the county
+        return rng.uniform(25.38, 25.95), rng.uniform(118.00, 118.55)
+    _, lat, lon, _ = rng.choices(TOWNSHIPS, weights=[t[3] for t in TOWNSHIPS])[0]
+    return lat + rng.gauss(0, 0.03), lon + rng.gauss(0, 0.03)  # ~3 km spread
+
+
+def make_volunteers(n: int, seed: int) -> list[VolunteerRecord]:
+    rng = random.Random(seed)
+    vols = []
+    for i in range(n):
+        lat, lon = _around(rng)
+        skills = [s for s, p in SKILLS if rng.random() < p] or ["neighbour_help"]
+        certs = []
+        if "driving" in skills and rng.random() < 0.9:
+            certs.append("driver_license")
+        if "dental" in skills:
+            certs.append("dentist_license")
+        if "nursing" in skills or rng.random() < 0.1:
+            certs.append("first_aid")
+        vols.append(
+            examples.volunteer(
+                f"vol_{i:06d}",
+                lat=lat,
+                lon=lon,
+                skills=skills,
+                certifications=certs,
+                radius_km=_pick(rng, RADII),
+                availability=_pick(rng, SCHEDULES),
+                capacity=rng.choice([1, 1, 2, 2, 2, 3]),
+                languages=["mandarin", "minnan"] if rng.random() < 0.6 else ["mandarin"],
+                township_id="twp_x",
+            )
+        )
+    return vols
+
+
+# windows: the week of Monday 2026-11-30, mornings, afternoons and evenings (local time)
+WINDOWS: list[TimeWindow] = [
+    TimeWindow(
+        start=examples.MONDAY_9 + timedelta(days=d, hours=h),
+        end=examples.MONDAY_9 + timedelta(days=d, hours=h + 3),
+    )
+    for d in range(7)
+    for h in (0, 5, 10)  # 09:00, 14:00, 19:00 local
+]
+
+
+def make_requests(n: int, seed: int) -> list[RequestPosted]:
+    rng = random.Random(seed)
+    reqs = []
+    for i in range(n):
+        lat, lon = _around(rng)
+        reqs.append(
+            examples.request(
+                lat=lat,
+                lon=lon,
+                request_id=f"req_{i:06d}",
+                service_type_id=_pick(rng, SERVICE_MIX),
+                window=rng.choice(WINDOWS),
+                language="minnan" if rng.random() < 0.15 else None,
+                posted_at=examples.MONDAY_9 - timedelta(days=1, seconds=n - i),
+            )
+        )
+    return reqs
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def machine(when: str) -> None:
+    la = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine ({when}): nproc={os.cpu_count()} load average {la}", flush=True)
+
+
+def pct(xs: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    s = sorted(xs)
+    return s[max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+def make_loads(vols: list[VolunteerRecord], seed: int) -> dict[str, Load]:
+    """Some volunteers already busy, as the load cache would hold them."""
+    rng = random.Random(seed)
+    loads = {}
+    for v in vols:
+        if rng.random() < 0.3:
+            loads[v.id] = Load(active=rng.randint(0, v.capacity), total=rng.randint(1, 20))
+    return loads
+
+
+def bench_decisions(n_vols: int, n_decisions: int, reps: int) -> None:
+    print(f"\n## decision latency: {n_vols:,} volunteers, {n_decisions} requests x {reps} reps")
+    vols = make_volunteers(n_vols, seed=1)
+    index = VolunteerIndex()
+    for v in vols:
+        index.put(v)
+    everyone = index.all()
+    loads = make_loads(vols, seed=5)
+    reqs = make_requests(n_decisions, seed=2)
+    print(f"index max radius {index.max_radius_km:.0f} km", flush=True)
+    per_rep: list[tuple[float, float, float, float]] = []
+    sizes: list[tuple[int, int]] = []
+    for rep in range(reps):
+        t_index: list[float] = []
+        t_scan: list[float] = []
+        for i, r in enumerate(reqs):
+            svc = SERVICES[r.service_type_id]
+            for kind in ("index", "scan") if (i + rep) % 2 == 0 else ("scan", "index"):
+                t0 = _time.perf_counter()
+                if kind == "index":
+                    found = index.nearby(r.location.lat, r.location.lon, svc.required_skills)
+                    a = rank(r, svc, found, loads)
+                    t_index.append(_time.perf_counter() - t0)
+                else:
+                    b = rank(r, svc, everyone, loads)
+                    t_scan.append(_time.perf_counter() - t0)
+            if rep == 0:
+                sizes.append((len(found), len(a.candidates)))
+                best_a = a.candidates[0].volunteer.id if a.candidates else None
+                best_b = b.candidates[0].volunteer.id if b.candidates else None
+                assert best_a == best_b, "index and scan must decide the same"
+        row = (
+            pct(t_index, 50) * 1e3,
+            pct(t_index, 99) * 1e3,
+            pct(t_scan, 50) * 1e3,
+            pct(t_scan, 99) * 1e3,
+        )
+        per_rep.append(row)
+        print(
+            f"rep {rep + 1}: index p50 {row[0]:8.2f} ms  p99 {row[1]:8.2f} ms   "
+            f"scan p50 {row[2]:8.2f} ms  p99 {row[3]:8.2f} ms",
+            flush=True,
+        )
+    med = [statistics.median(r[k] for r in per_rep) for k in range(4)]
+    looked = sorted(s[0] for s in sizes)
+    eligible = sorted(s[1] for s in sizes)
+    print(
+        f"per decision: nearby returned p50 {pct(looked, 50):,} / max {looked[-1]:,} "
+        f"volunteers; eligible p50 {pct(eligible, 50):,} / max {eligible[-1]:,}"
+    )
+    print(
+        f"median of {reps} reps: index p50 {med[0]:.2f} ms, p99 {med[1]:.2f} ms "
+        "(target p99 <= 2 ms)"
+    )
+    print(f"                  scan  p50 {med[2]:.2f} ms, p99 {med[3]:.2f} ms")
+    print(
+        f"ratio scan/index: p50 {med[2] / med[0]:.1f}x, p99 {med[3] / med[1]:.1f}x (target >= 20x)",
+        flush=True,
+    )
+
+
+def bench_batch(n_vols: int, n_requests: int, reps: int) -> None:
+    print(f"\n## batch assignment: {n_requests:,} pending requests x {n_vols:,} volunteers")
+    vols = make_volunteers(n_vols, seed=3)
+    index = VolunteerIndex()
+    for v in vols:
+        index.put(v)
+    loads = make_loads(vols, seed=6)
+    reqs = make_requests(n_requests, seed=4)
+    tb: list[float] = []
+    tg: list[float] = []
+    for rep in range(reps):
+        for kind in ("batch", "greedy") if rep % 2 == 0 else ("greedy", "batch"):
+            t0 = _time.perf_counter()
+            if kind == "batch":
+                b = assign_batch(reqs, SERVICES, index, loads)
+                tb.append(_time.perf_counter() - t0)
+            else:
+                g = assign_greedy(reqs, SERVICES, index, loads)
+                tg.append(_time.perf_counter() - t0)
+        print(f"rep {rep + 1}: batch {tb[-1]:.3f} s, greedy {tg[-1]:.3f} s", flush=True)
+    print(
+        f"batch : median {statistics.median(tb):.3f} s (target <= 1 s); assigned "
+        f"{b.assigned}/{n_requests}, total cost {b.total_cost:.4f}, "
+        f"mean cost {b.total_cost / max(1, b.assigned):.4f}"
+    )
+    print(
+        f"greedy: median {statistics.median(tg):.3f} s; assigned {g.assigned}/{n_requests}, "
+        f"total cost {g.total_cost:.4f}, mean cost {g.total_cost / max(1, g.assigned):.4f}"
+    )
+    same = sum(1 for r, v in b.volunteer_of().items() if g.volunteer_of().get(r) == v)
+    print(
+        f"batch vs greedy: {b.assigned - g.assigned:+d} assigned, total cost "
+        f"{b.total_cost - g.total_cost:+.4f} ({(b.total_cost / g.total_cost - 1) * 100:+.1f}%); "
+        f"{same} requests got the same volunteer",
+        flush=True,
+    )
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_child(n_vols: int) -> None:
+    """Runs in a fresh interpreter: RSS before and after loading the read model."""
+    import gc
+
+    gc.collect()
+    base = _rss_kb()
+    view: View[VolunteerRecord] = View(VolunteerRecord)
+    index = VolunteerIndex()
+    view.listeners.append(index.on_change)
+    for v in make_volunteers(n_vols, seed=1):
+        view.apply(v.id, v)
+    gc.collect()
+    after = _rss_kb()
+    print(f"{base} {after} {len(view)} {len(index)}")
+
+
+def bench_rss(n_vols: int) -> None:
+    print(f"\n## memory: {n_vols:,} volunteers in the View + VolunteerIndex (fresh process)")
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(n_vols)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    base, after, n_view, n_index = (int(x) for x in out)
+    print(
+        f"RSS empty interpreter with the same imports {base / 1024:.1f} MB; "
+        f"after loading {after / 1024:.1f} MB; delta {(after - base) / 1024:.1f} MB "
+        f"({(after - base) * 1024 / n_vols:.0f} bytes/volunteer; view {n_view:,}, index "
+        f"{n_index:,}) (target <= 400 MB)",
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--volunteers", type=int, default=100_000, help="read model size")
+    ap.add_argument("--decisions", type=int, default=40, help="requests timed per rep")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--batch-requests", type=int, default=2000)
+    ap.add_argument("--batch-volunteers", type=int, default=20_000)
+    ap.add_argument("--only", choices=["decisions", "batch", "rss"], default=None)
+    ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+    machine("start")
+    if args.only in (None, "rss"):
+        bench_rss(args.volunteers)
+    if args.only in (None, "batch"):
+        bench_batch(args.batch_volunteers, args.batch_requests, args.reps)
+    if args.only in (None, "decisions"):
+        bench_decisions(args.volunteers, args.decisions, args.reps)
+    machine("end")
+
+
+if __name__ == "__main__":
+    main()
