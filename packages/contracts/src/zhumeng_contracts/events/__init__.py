@@ -2,6 +2,17 @@
 
 from .base import Event
 from .catalog import ContactRecord, PlaceRecord, ServiceTypeRecord, TeamRecord, VolunteerRecord
+from .lifecycle import (
+    AssignmentCancelled,
+    AssignmentCompleted,
+    CheckedIn,
+    ClaimOpened,
+    OfferDeclined,
+    OfferExpired,
+    OfferMade,
+    RequestCompleted,
+    RequestUnfulfilled,
+)
 from .matching import RequestUnmatched, ScorePart, VolunteerAssigned
 from .notify import NotificationDelivered
 from .requests import RequesterContact, RequestPosted
@@ -16,6 +27,15 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     RequesterContact,
     VolunteerAssigned,
     RequestUnmatched,
+    OfferMade,
+    OfferDeclined,
+    OfferExpired,
+    ClaimOpened,
+    CheckedIn,
+    AssignmentCompleted,
+    AssignmentCancelled,
+    RequestCompleted,
+    RequestUnfulfilled,
     NotificationDelivered,
 )
 
@@ -24,11 +44,20 @@ EVENTS_BY_TYPE: dict[str, type[Event]] = {e.TYPE: e for e in ALL_EVENTS}
 __all__ = [
     "ALL_EVENTS",
     "EVENTS_BY_TYPE",
+    "AssignmentCancelled",
+    "AssignmentCompleted",
+    "CheckedIn",
+    "ClaimOpened",
     "ContactRecord",
     "Event",
     "NotificationDelivered",
+    "OfferDeclined",
+    "OfferExpired",
+    "OfferMade",
     "PlaceRecord",
+    "RequestCompleted",
     "RequestPosted",
+    "RequestUnfulfilled",
     "RequestUnmatched",
     "RequesterContact",
     "ScorePart",

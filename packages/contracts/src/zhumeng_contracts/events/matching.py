@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from .base import Event
 from .common import AwareDatetime, Frozen, Id, TimeWindow
+
+MatchMode = Literal["direct", "auto_offer", "open_claim", "coordinator", "batch", "trip"]
 
 
 class ScorePart(Frozen):
@@ -34,6 +36,12 @@ class VolunteerAssigned(Event):
     explanation: list[ScorePart]
     candidates_considered: int = Field(ge=1)
     assigned_at: AwareDatetime
+    # additive (lifecycle): which of the request's slots, how it was filled, and the code the
+    # requester shows at check-in
+    slot: int = Field(default=1, ge=1)
+    slots: int = Field(default=1, ge=1)
+    mode: MatchMode = "direct"
+    checkin_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
 
     def key(self) -> str:
         return self.request_id
