@@ -15,7 +15,7 @@ from .lifecycle import (
 )
 from .matching import RequestUnmatched, ScorePart, VolunteerAssigned
 from .notify import NotificationDelivered
-from .requests import RequesterContact, RequestPosted
+from .requests import RequestCancelled, RequesterContact, RequestPosted, RequestRated
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     ServiceTypeRecord,
@@ -25,6 +25,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ContactRecord,
     RequestPosted,
     RequesterContact,
+    RequestCancelled,
+    RequestRated,
     VolunteerAssigned,
     RequestUnmatched,
     OfferMade,
@@ -55,8 +57,10 @@ __all__ = [
     "OfferExpired",
     "OfferMade",
     "PlaceRecord",
+    "RequestCancelled",
     "RequestCompleted",
     "RequestPosted",
+    "RequestRated",
     "RequestUnfulfilled",
     "RequestUnmatched",
     "RequesterContact",

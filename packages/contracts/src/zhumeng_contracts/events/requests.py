@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import EmailStr, Field
 
@@ -43,6 +43,34 @@ class RequesterContact(Event):
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{6,15}$")
     email: EmailStr | None = None
     locale: Locale = "zh-CN"
+
+    def key(self) -> str:
+        return self.request_id
+
+
+class RequestCancelled(Event):
+    """The requester (or a coordinator) withdrew the request before it was completed."""
+
+    TYPE: ClassVar[str] = "zhumeng.request.cancelled.v1"
+    TOPIC: ClassVar[str] = "requests.events.v1"
+
+    request_id: Id
+    by: Literal["requester", "coordinator"]
+    cancelled_at: AwareDatetime
+
+    def key(self) -> str:
+        return self.request_id
+
+
+class RequestRated(Event):
+    """The requester rated a completed request (the comment stays in the requests service)."""
+
+    TYPE: ClassVar[str] = "zhumeng.request.rated.v1"
+    TOPIC: ClassVar[str] = "requests.events.v1"
+
+    request_id: Id
+    stars: int = Field(ge=1, le=5)
+    rated_at: AwareDatetime
 
     def key(self) -> str:
         return self.request_id
