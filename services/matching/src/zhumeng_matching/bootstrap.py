@@ -7,16 +7,25 @@ from typing import Any
 from fastapi import FastAPI
 
 from zhumeng_contracts.envelope import EventMeta
-from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
+from zhumeng_contracts.events import (
+    AssignmentCancelled,
+    AssignmentCompleted,
+    RequestCancelled,
+    RequestPosted,
+    ServiceTypeRecord,
+    VolunteerRecord,
+)
 from zhumeng_kit.auth import principal_dependency
 from zhumeng_kit.runtime import ServiceRuntime, create_app
 from zhumeng_kit.settings import ServiceSettings
 from zhumeng_kit.views import View
 
 from .adapters.mongo_stores import DECISIONS, MongoDecisionStore, MongoLoadStore
+from .app.lifecycle_service import LifecycleService
 from .app.matcher import Matcher
 from .domain.index import VolunteerIndex
 from .entrypoints.http import router
+from .entrypoints.lifecycle_http import lifecycle_router
 
 
 class MatchingSettings(ServiceSettings):
@@ -40,12 +49,31 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     relay = runtime.outbox_relay([DECISIONS])
     matcher = Matcher(index, service_types, loads, decisions, on_events=relay.wake)
 
+    lifecycle = LifecycleService(decisions, loads, index, service_types, on_events=relay.wake)
+
     async def on_posted(meta: EventMeta, event: Any) -> None:
         await matcher.on_request_posted(meta.id, event)
 
-    runtime.consume(["requests.events.v1"], {RequestPosted: on_posted})
+    async def on_cancelled(meta: EventMeta, event: Any) -> None:
+        await lifecycle.on_request_cancelled(event)
+
+    async def on_released(meta: EventMeta, event: Any) -> None:
+        await lifecycle.release_capacity(event)
+
+    runtime.consume(
+        ["requests.events.v1"], {RequestPosted: on_posted, RequestCancelled: on_cancelled}
+    )
+    # capacity comes back through matching's own events: at least once, idempotently
+    runtime.consume(
+        ["matching.events.v1"],
+        {AssignmentCancelled: on_released, AssignmentCompleted: on_released},
+        group="zhumeng-matching-capacity",
+    )
+    current = principal_dependency(settings)
     app = create_app(
-        runtime, [router(decisions, index, principal_dependency(settings))], "Zhumeng matching"
+        runtime,
+        [router(decisions, index, current), lifecycle_router(lifecycle, decisions, index, current)],
+        "Zhumeng matching",
     )
     app.state.runtime = runtime
     return app

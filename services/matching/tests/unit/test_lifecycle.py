@@ -130,8 +130,8 @@ async def test_fifty_concurrent_claims_on_a_versioned_document_give_three_winner
 
 
 def test_check_in_needs_the_code_then_check_out_credits_hours_and_completes() -> None:
-    m, _ = lc.assign_by_coordinator(fresh(slots=2, mode="coordinator"), cand("v1"), NOW)
-    m, _ = lc.assign_by_coordinator(m, cand("v2"), NOW)
+    m, _ = lc.assign(fresh(slots=2, mode="coordinator"), cand("v1"), NOW)
+    m, _ = lc.assign(m, cand("v2"), NOW)
     a1, a2 = m.live_assignments
     start = WINDOW.start
     wrong = "000000" if a1.checkin_code != "000000" else "111111"
@@ -165,7 +165,7 @@ def test_hours_are_quarter_hours_and_capped() -> None:
 
 
 def test_no_show_reopens_the_slot() -> None:
-    m, _ = lc.assign_by_coordinator(fresh(), cand("v1"), NOW)
+    m, _ = lc.assign(fresh(), cand("v1"), NOW)
     (a,) = m.live_assignments
     m, events = lc.report_no_show(m, a.assignment_id, WINDOW.start + timedelta(minutes=40))
     assert isinstance(events[0], AssignmentCancelled) and events[0].reason == "no_show"
@@ -176,7 +176,7 @@ def test_no_show_reopens_the_slot() -> None:
 
 
 def test_cancel_releases_everyone_and_withdraws_offers() -> None:
-    m, _ = lc.assign_by_coordinator(fresh(slots=3), cand("v1"), NOW)
+    m, _ = lc.assign(fresh(slots=3), cand("v1"), NOW)
     m, _ = lc.make_offer(m, cand("v2"), NOW, TTL)
     m, events = lc.cancel(m, "requester", NOW + timedelta(minutes=1))
     assert m.state is lc.State.CANCELLED
@@ -187,7 +187,7 @@ def test_cancel_releases_everyone_and_withdraws_offers() -> None:
 
 
 def test_give_up_keeps_partial_assignments_on_record() -> None:
-    m, _ = lc.assign_by_coordinator(fresh(slots=3), cand("v1"), NOW)
+    m, _ = lc.assign(fresh(slots=3), cand("v1"), NOW)
     m, _ = lc.make_offer(m, cand("v2"), NOW, TTL)
     m, events = lc.give_up(m, "window_passed", WINDOW.end)
     (ev,) = events
@@ -198,9 +198,9 @@ def test_give_up_keeps_partial_assignments_on_record() -> None:
 
 
 def test_a_volunteer_is_never_assigned_twice_to_one_request() -> None:
-    m, _ = lc.assign_by_coordinator(fresh(slots=2), cand("v1"), NOW)
+    m, _ = lc.assign(fresh(slots=2), cand("v1"), NOW)
     with pytest.raises(lc.LifecycleError) as err:
-        lc.assign_by_coordinator(m, cand("v1"), NOW)
+        lc.assign(m, cand("v1"), NOW)
     assert err.value.code == "already_assigned"
     with pytest.raises(lc.LifecycleError) as err:
         lc.make_offer(m, cand("v1"), NOW, TTL)

@@ -34,8 +34,15 @@ class FakeLoads:
         self.total[volunteer_id] = self.total.get(volunteer_id, 0) + 1
         return True
 
-    async def holder_of(self, request_id: str) -> str | None:
-        return next((v for v, reqs in self.active.items() if request_id in reqs), None)
+    async def holders_of(self, request_id: str) -> list[str]:
+        return sorted(v for v, reqs in self.active.items() if request_id in reqs)
+
+    async def release(self, volunteer_id: str, request_id: str) -> bool:
+        held = self.active.get(volunteer_id, [])
+        if request_id not in held:
+            return False
+        held.remove(request_id)
+        return True
 
 
 class FakeDecisions:
@@ -43,7 +50,9 @@ class FakeDecisions:
         self.docs: dict[str, dict[str, Any]] = {}
         self.fail_next_finish = False
 
-    async def begin(self, request_id: str, event_id: str) -> tuple[dict[str, Any], bool]:
+    async def begin(
+        self, request_id: str, event_id: str, posted: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
         created = request_id not in self.docs
         return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []}), created
 
@@ -62,6 +71,11 @@ class FakeDecisions:
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
         return self.docs.get(request_id)
+
+    async def save_lifecycle(
+        self, request_id: str, version: int, lifecycle: dict[str, Any], entries: list[Any]
+    ) -> bool:
+        raise NotImplementedError("not used by the matcher")
 
 
 def make(capacity: int = 1, n: int = 2) -> tuple[Matcher, FakeLoads, FakeDecisions]:

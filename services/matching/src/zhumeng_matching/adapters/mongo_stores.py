@@ -52,9 +52,21 @@ class MongoLoadStore:
         self._cache[volunteer_id] = Load(current.get("n", 0), current.get("total", 0))
         return bool(request_id in current.get("active", []))
 
-    async def holder_of(self, request_id: str) -> str | None:
-        doc = await self._coll.find_one({"active": request_id}, {"_id": 1})
-        return None if doc is None else str(doc["_id"])
+    async def holders_of(self, request_id: str) -> list[str]:
+        docs = await self._coll.find({"active": request_id}, {"_id": 1}).to_list()
+        return sorted(str(d["_id"]) for d in docs)
+
+    async def release(self, volunteer_id: str, request_id: str) -> bool:
+        """Give back the capacity this request held; a no-op if already given back."""
+        doc = await self._coll.find_one_and_update(
+            {"_id": volunteer_id, "active": request_id},
+            {"$pull": {"active": request_id}, "$inc": {"n": -1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return False
+        self._cache[volunteer_id] = Load(doc["n"], doc.get("total", 0))
+        return True
 
     async def over_capacity(self, capacities: dict[str, int]) -> list[str]:
         """Volunteers holding more than their capacity (for checks and tests)."""
@@ -72,10 +84,14 @@ class MongoDecisionStore:
 
     async def ensure_indexes(self) -> None:
         await ensure_outbox_index(self._coll)
+        await self._coll.create_index(
+            [("lifecycle.assignments.volunteer_id", ASCENDING)], name="by_volunteer"
+        )
 
-    async def begin(self, request_id: str, event_id: str) -> tuple[Doc, bool]:
+    async def begin(self, request_id: str, event_id: str, posted: Doc) -> tuple[Doc, bool]:
         doc: Doc = {
             "_id": request_id,
+            "posted": posted,
             "state": "deciding",
             "cause_event_id": event_id,
             "_v": 1,
@@ -101,3 +117,25 @@ class MongoDecisionStore:
 
     async def get(self, request_id: str) -> Doc | None:
         return await self._coll.find_one({"_id": request_id}, {"outbox": 0})
+
+    async def save_lifecycle(
+        self, request_id: str, version: int, lifecycle: Doc, entries: list[Doc]
+    ) -> bool:
+        """Compare-and-set on `_v`: False when another command changed the match meanwhile."""
+        res = await self._coll.update_one(
+            {"_id": request_id, "_v": version},
+            append_events({"$set": {"lifecycle": lifecycle}}, entries),
+        )
+        return res.modified_count == 1
+
+    async def of_volunteer(self, volunteer_id: str, limit: int) -> list[Doc]:
+        cursor = self._coll.find(
+            {"lifecycle.assignments.volunteer_id": volunteer_id}, {"outbox": 0}
+        ).sort("_id", -1)
+        return await cursor.limit(limit).to_list()
+
+    async def with_completed_work(self) -> list[Doc]:
+        """Decisions with a completed assignment (the hours ledger's source)."""
+        query = {"lifecycle.assignments.status": "completed"}
+        fields = {"lifecycle": 1, "township_id": 1}
+        return await self._coll.find(query, fields).to_list()

@@ -3,9 +3,10 @@
 1. begin: the decision document for the request is created (or found) — if it already holds
    an outcome this is a redelivery and nothing happens;
 2. a volunteer already holding capacity for this request (a crash after step 3) is reused;
-3. otherwise candidates are ranked from the in-memory index and the best one whose capacity
-   can be taken atomically wins (a stale cache only costs a failed attempt, never an
-   over-commitment);
+3. otherwise the index's best-first search gives the few best candidates (more if needed) and
+   the best one whose capacity can be taken atomically wins (a stale cache only costs a failed
+   attempt, never an over-commitment); only when none can, the full pass over every nearby
+   volunteer (`VolunteerIndex.full_rank`) gives the reasons of the "unmatched" outcome;
 4. finish: outcome and its event go into the decision document in one write (outbox).
 """
 
@@ -16,22 +17,24 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from zhumeng_contracts.events import (
+    Event,
     RequestPosted,
     RequestUnmatched,
     ServiceTypeRecord,
-    VolunteerAssigned,
 )
 from zhumeng_kit.consumer import PermanentError
-from zhumeng_kit.ids import new_id
 from zhumeng_kit.outbox import outbox_entry
 from zhumeng_kit.views import View
 
+from ..adapters.match_codec import encode as encode_match
+from ..domain import lifecycle as lc
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
-from ..domain.policy import Candidate, Load, rank, score
+from ..domain.policy import Candidate, Load, score
 from .ports import DecisionStore, LoadStore
 
 SOURCE = "zhumeng/matching"
+FIRST_K = 5  # candidates asked of the index at first; more only when reservations fail
 log = logging.getLogger("zhumeng.matching")
 
 
@@ -52,56 +55,100 @@ class Matcher:
 
     async def on_request_posted(self, event_id: str, request: RequestPosted) -> str:
         """Returns the outcome state: 'assigned' or 'unmatched'."""
-        decision, created = await self._decisions.begin(request.request_id, event_id)
+        decision, created = await self._decisions.begin(
+            request.request_id, event_id, request.model_dump(mode="json")
+        )
         if decision["state"] != "deciding":
             return str(decision["state"])  # redelivered: decided before
         service = self._service_types.get(request.service_type_id)
         if service is None:
             raise PermanentError(f"unknown service type {request.service_type_id}")
 
-        held = None if created else await self._loads.holder_of(request.request_id)
-        if held is not None and (vol := self._index.get(held)) is not None:
-            d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
-            total, parts = score(vol, request, Load(), d)
-            return await self._assign(request, Candidate(vol, d, total, parts), 1)
-
-        nearby = self._index.nearby(
-            request.location.lat, request.location.lon, service.required_skills
+        # after a crash, volunteers who already hold capacity for this request keep it
+        chosen = (
+            [] if created else self._held(request, await self._loads.holders_of(request.request_id))
         )
-        ranking = rank(request, service, nearby, self._loads.cached())
+        considered = len(chosen)
+        rejected: Counter[str] = Counter()
+        tried = {c.volunteer.id for c in chosen}
+        if len(chosen) < request.slots:
+            # best first, a few at a time; a failed reservation (stale load cache) moves on
+            k = FIRST_K + request.slots
+            while len(chosen) < request.slots:
+                best = self._index.best(request, service, self._loads.cached(), k)
+                considered = max(considered, best.considered)
+                for candidate in best.candidates:
+                    vid = candidate.volunteer.id
+                    if vid in tried:
+                        continue
+                    tried.add(vid)
+                    if await self._loads.reserve(
+                        vid, request.request_id, candidate.volunteer.capacity
+                    ):
+                        chosen.append(candidate)
+                        if len(chosen) == request.slots:
+                            break
+                if len(best.candidates) < k:
+                    break  # no other eligible volunteer
+                k *= 4
+        if chosen:
+            return await self._assign(request, chosen, max(1, considered))
+        # nobody could take it: the full pass over every nearby volunteer gives the reasons
+        # (computed only now; the best-first search does not look at everyone)
+        ranking = self._index.full_rank(request, service, self._loads.cached())
+        # (a volunteer the cache still shows free but whose reservation failed: no capacity)
         for candidate in ranking.candidates:
-            if await self._loads.reserve(
-                candidate.volunteer.id, request.request_id, candidate.volunteer.capacity
+            vid = candidate.volunteer.id
+            if vid not in tried and await self._loads.reserve(
+                vid, request.request_id, candidate.volunteer.capacity
             ):
-                return await self._assign(request, candidate, ranking.considered)
-            ranking.rejected["no_capacity"] += 1
-        reasons = ranking.rejected or Counter({"no_volunteer_nearby": 1})
+                chosen.append(candidate)
+                if len(chosen) == request.slots:
+                    break
+            else:
+                rejected["no_capacity"] += 1
+        if chosen:
+            return await self._assign(request, chosen, max(1, ranking.considered))
+        reasons = (ranking.rejected + rejected) or Counter({"no_volunteer_nearby": 1})
         return await self._unmatched(request, dict(reasons), ranking.considered)
 
-    async def _assign(self, request: RequestPosted, c: Candidate, considered: int) -> str:
+    def _held(self, request: RequestPosted, volunteer_ids: list[str]) -> list[Candidate]:
+        """Candidates for the volunteers already holding capacity for this request."""
+        held = []
+        for vid in volunteer_ids:
+            vol = self._index.get(vid)
+            if vol is None:
+                continue
+            d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
+            total, parts = score(vol, request, Load(), d)
+            held.append(Candidate(vol, d, total, parts))
+        return held
+
+    async def _assign(
+        self, request: RequestPosted, chosen: list[Candidate], considered: int
+    ) -> str:
+        """Direct mode: every chosen volunteer gets a slot; the match starts its lifecycle."""
         now = datetime.now(UTC)
-        event = VolunteerAssigned(
-            request_id=request.request_id,
-            assignment_id=new_id("asg"),
-            volunteer_id=c.volunteer.id,
-            volunteer_display_name=c.volunteer.display_name,
-            service_type_id=request.service_type_id,
-            window=request.window,
-            distance_km=round(c.distance_km, 3),
-            score=c.score,
-            explanation=list(c.parts),
-            candidates_considered=max(1, considered),
-            assigned_at=now,
+        match = lc.new_match(
+            request.request_id, request.service_type_id, request.window, request.slots, "direct"
         )
+        events: list[Event] = []
+        for candidate in chosen:
+            match, produced = lc.assign(match, candidate, now, considered)
+            events += produced
+        first = chosen[0]
         fields = {
-            "volunteer_id": c.volunteer.id,
-            "assignment_id": event.assignment_id,
-            "score": c.score,
-            "distance_km": event.distance_km,
-            "explanation": [p.model_dump() for p in c.parts],
+            # the first volunteer at the top level: what the decision API has always shown
+            "volunteer_id": first.volunteer.id,
+            "assignment_id": match.assignments[0].assignment_id,
+            "score": first.score,
+            "distance_km": round(first.distance_km, 3),
+            "explanation": [p.model_dump() for p in first.parts],
             "decided_at": now,
+            "township_id": request.township_id,
+            "lifecycle": encode_match(match),
         }
-        await self._finish(request, "assigned", fields, [outbox_entry(event, SOURCE)])
+        await self._finish(request, "assigned", fields, [outbox_entry(e, SOURCE) for e in events])
         return "assigned"
 
     async def _unmatched(

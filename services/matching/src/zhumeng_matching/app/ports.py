@@ -20,13 +20,17 @@ class LoadStore(Protocol):
         """Take one unit of capacity for this request, unless full. Idempotent per request."""
         ...
 
-    async def holder_of(self, request_id: str) -> str | None:
-        """The volunteer already holding capacity for this request (after a crash)."""
+    async def holders_of(self, request_id: str) -> list[str]:
+        """Volunteers already holding capacity for this request (after a crash)."""
+        ...
+
+    async def release(self, volunteer_id: str, request_id: str) -> bool:
+        """Give back the capacity this request held; idempotent."""
         ...
 
 
 class DecisionStore(Protocol):
-    async def begin(self, request_id: str, event_id: str) -> tuple[Doc, bool]:
+    async def begin(self, request_id: str, event_id: str, posted: Doc) -> tuple[Doc, bool]:
         """Create the decision document if new; returns its current state and whether it was
         created now (if not, an earlier attempt may have reserved capacity already)."""
         ...
@@ -36,3 +40,7 @@ class DecisionStore(Protocol):
         ...
 
     async def get(self, request_id: str) -> Doc | None: ...
+
+    async def save_lifecycle(
+        self, request_id: str, version: int, lifecycle: Doc, entries: list[Doc]
+    ) -> bool: ...

@@ -317,11 +317,12 @@ def claim(match: Match, c: Candidate, now: datetime) -> Result:
     return _assign(match, c, match.free_slots[0], len(match.invited), now)
 
 
-def assign_by_coordinator(match: Match, c: Candidate, now: datetime) -> Result:
+def assign(match: Match, c: Candidate, now: datetime, considered: int = 1) -> Result:
+    """Direct or coordinator assignment of the lowest free slot."""
     _require_open(match)
     if not match.free_slots:
         raise LifecycleError("no_slot", "every slot is already taken")
-    return _assign(match, c, match.free_slots[0], 1, now)
+    return _assign(match, c, match.free_slots[0], considered, now)
 
 
 # ---- service -----------------------------------------------------------------------------

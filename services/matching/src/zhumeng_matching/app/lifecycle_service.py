@@ -1,0 +1,155 @@
+"""Commands on a match after the decision: check-in, check-out, no-show, cancellation.
+
+Each command reads the decision document, applies a pure transition (`domain.lifecycle`) and
+writes the new match with its events in one compare-and-set on the document's version; a
+lost race re-reads and re-applies, so concurrent commands on one request serialise. Capacity
+is given back by `release_capacity`, which consumes matching's own `AssignmentCancelled` and
+`AssignmentCompleted` events: at least once, and idempotent (a guarded update).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from zhumeng_contracts.events import (
+    AssignmentCancelled,
+    AssignmentCompleted,
+    RequestCancelled,
+    RequestPosted,
+    ServiceTypeRecord,
+)
+from zhumeng_kit.auth import Principal
+from zhumeng_kit.outbox import outbox_entry
+from zhumeng_kit.problems import Conflict, Forbidden, NotFound, Unprocessable
+from zhumeng_kit.views import View
+
+from ..adapters.match_codec import decode, encode
+from ..domain import lifecycle as lc
+from ..domain.index import VolunteerIndex
+from ..domain.policy import Candidate, rank
+from .ports import DecisionStore, LoadStore
+
+SOURCE = "zhumeng/matching"
+MAX_RACES = 20
+Transition = Callable[[lc.Match], lc.Result]
+
+
+class LifecycleService:
+    def __init__(
+        self,
+        decisions: DecisionStore,
+        loads: LoadStore,
+        index: VolunteerIndex,
+        service_types: View[ServiceTypeRecord],
+        on_events: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._decisions = decisions
+        self._loads = loads
+        self._index = index
+        self._service_types = service_types
+        self._on_events = on_events
+
+    # ---- commands --------------------------------------------------------------------------
+
+    async def check_in(
+        self, who: Principal, request_id: str, assignment_id: str, code: str
+    ) -> lc.Match:
+        now = datetime.now(UTC)
+        return await self._apply(
+            request_id, lambda m: lc.check_in(m, assignment_id, who.subject, code, now)
+        )
+
+    async def check_out(self, who: Principal, request_id: str, assignment_id: str) -> lc.Match:
+        now = datetime.now(UTC)
+        return await self._apply(
+            request_id, lambda m: lc.check_out(m, assignment_id, who.subject, now)
+        )
+
+    async def report_no_show(self, who: Principal, request_id: str, assignment_id: str) -> lc.Match:
+        """A coordinator reports that the volunteer did not come; the slot is offered to the
+        next eligible volunteer at once (direct mode)."""
+        if not who.is_staff:
+            raise Forbidden("only a coordinator reports a no-show")
+        now = datetime.now(UTC)
+        match = await self._apply(
+            request_id, lambda m: lc.report_no_show(m, assignment_id, now, "coordinator")
+        )
+        return await self.refill(request_id) or match
+
+    async def on_request_cancelled(self, event: RequestCancelled) -> None:
+        doc = await self._decisions.get(event.request_id)
+        if doc is None or "lifecycle" not in doc:
+            return  # cancelled before any assignment: nothing to release
+        match = decode(doc["lifecycle"])
+        if match.state in lc.FINAL:
+            return  # redelivered, or completed before the cancellation arrived
+        await self._apply(event.request_id, lambda m: lc.cancel(m, event.by, event.cancelled_at))
+
+    async def release_capacity(self, event: AssignmentCancelled | AssignmentCompleted) -> None:
+        await self._loads.release(event.volunteer_id, event.request_id)
+
+    async def refill(self, request_id: str) -> lc.Match | None:
+        """Fill free slots of a direct-mode match with the best eligible volunteers who have
+        not served (or failed to serve) this request."""
+        doc = await self._decisions.get(request_id)
+        if doc is None or "lifecycle" not in doc or "posted" not in doc:
+            return None
+        request = RequestPosted.model_validate(doc["posted"])
+        service = self._service_types.get(request.service_type_id)
+        match = decode(doc["lifecycle"])
+        if service is None or not match.free_slots or match.state in lc.FINAL:
+            return None
+        tried = {a.volunteer_id for a in match.assignments}
+        nearby = self._index.nearby(
+            request.location.lat, request.location.lon, service.required_skills
+        )
+        ranking = rank(request, service, nearby, self._loads.cached())
+        for candidate in ranking.candidates:
+            if candidate.volunteer.id in tried:
+                continue
+            vid = candidate.volunteer.id
+            if not await self._loads.reserve(vid, request_id, candidate.volunteer.capacity):
+                continue
+            try:
+                return await self._apply(
+                    request_id, _assign_to(candidate, datetime.now(UTC), ranking.considered)
+                )
+            except (Conflict, NotFound):
+                await self._loads.release(vid, request_id)  # the match changed meanwhile
+                return None
+        return None
+
+    # ---- the compare-and-set loop ----------------------------------------------------------
+
+    async def _apply(self, request_id: str, transition: Transition) -> lc.Match:
+        for _ in range(MAX_RACES):
+            doc = await self._decisions.get(request_id)
+            if doc is None or "lifecycle" not in doc:
+                raise NotFound(f"no assignment for request {request_id!r}")
+            try:
+                match, events = transition(decode(doc["lifecycle"]))
+            except lc.LifecycleError as exc:
+                raise problem_of(exc) from exc
+            if not events:
+                return match
+            entries = [outbox_entry(e, SOURCE) for e in events]
+            if await self._decisions.save_lifecycle(request_id, doc["_v"], encode(match), entries):
+                self._on_events()
+                return match
+        raise Conflict(f"request {request_id} is changing too fast; retry")
+
+
+def problem_of(exc: lc.LifecycleError) -> Exception:
+    if exc.code == "not_found":
+        return NotFound(str(exc))
+    if exc.code in ("wrong_code", "too_early"):
+        return Unprocessable(str(exc), code=exc.code)
+    return Conflict(str(exc), code=exc.code)
+
+
+def _assign_to(candidate: Candidate, now: datetime, considered: int) -> Transition:
+    def transition(match: lc.Match) -> lc.Result:
+        return lc.assign(match, candidate, now, considered)
+
+    return transition
