@@ -137,3 +137,24 @@ async def test_unknown_service_type_is_permanent() -> None:
     matcher, _, _ = make()
     with pytest.raises(PermanentError):
         await matcher.on_request_posted("e1", request(request_id="r1", service_type_id="nope"))
+
+
+async def test_every_slot_is_filled_by_a_different_volunteer() -> None:
+    matcher, loads, decisions = make(capacity=1, n=3)
+    assert await matcher.on_request_posted("e1", request(request_id="r1", slots=2)) == "assigned"
+    doc = decisions.docs["r1"]
+    assert [e["headers"]["ce_type"] for e in doc["outbox"]] == [
+        "zhumeng.volunteer.assigned.v1",
+        "zhumeng.volunteer.assigned.v1",
+    ]
+    slots = sorted(a["slot"] for a in doc["lifecycle"]["assignments"])
+    volunteers = {a["volunteer_id"] for a in doc["lifecycle"]["assignments"]}
+    assert slots == [1, 2] and len(volunteers) == 2
+    assert doc["lifecycle"]["state"] == "assigned"
+    assert sum(len(v) for v in loads.active.values()) == 2
+
+
+async def test_a_partly_filled_request_is_assigned_with_the_slots_it_got() -> None:
+    matcher, _, decisions = make(capacity=1, n=1)
+    await matcher.on_request_posted("e1", request(request_id="r1", slots=3))
+    assert decisions.docs["r1"]["lifecycle"]["state"] == "partially_assigned"

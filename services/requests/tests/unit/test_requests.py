@@ -1,30 +1,51 @@
 """The requests use cases on a fake repository: idempotent posting, validation, visibility,
-and outcomes applied once."""
+lifecycle events applied once, cancelling and rating."""
 
+import copy
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from zhumeng_contracts.events import (
+    AssignmentCancelled,
+    AssignmentCompleted,
+    CheckedIn,
     PlaceRecord,
+    RequestCompleted,
     RequestUnmatched,
     ServiceTypeRecord,
     VolunteerAssigned,
 )
 from zhumeng_contracts.events.common import GeoPoint, TimeWindow
-from zhumeng_kit.auth import Principal
+from zhumeng_kit.auth import Principal, mint_token, principal_dependency
 from zhumeng_kit.consumer import PermanentError
-from zhumeng_kit.problems import Conflict, NotFound, Unprocessable
+from zhumeng_kit.problems import (
+    PROBLEM_JSON,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unprocessable,
+    install_problem_handlers,
+)
+from zhumeng_kit.settings import DEV_JWT_SECRET, ServiceSettings
 from zhumeng_requests.app.ports import Page
 from zhumeng_requests.app.use_cases import RequestService
-from zhumeng_requests.domain.model import NewRequest
+from zhumeng_requests.domain.model import NewRequest, RatingIn
+from zhumeng_requests.entrypoints.http import present, router
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 RESIDENT = Principal("res_1", frozenset({"resident"}))
 OTHER = Principal("res_2", frozenset({"resident"}))
 COORD_LONGXUN = Principal("c1", frozenset({"coordinator"}), township="pl_longxun")
+COORD_GAIDE = Principal("c2", frozenset({"coordinator"}), township="pl_gaide")
+COORD_COUNTY = Principal("c3", frozenset({"coordinator"}))
+ADMIN = Principal("a1", frozenset({"admin"}))
 
 
 class FakeCatalog:
@@ -68,6 +89,8 @@ class FakeCatalog:
 class FakeRepo:
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
+        self.before_write: Callable[[], Awaitable[None]] | None = None
+        self.before_update: Callable[[], Awaitable[None]] | None = None
 
     async def insert(self, doc: dict[str, Any]) -> bool:
         if any(d["idempotency_key"] == doc["idempotency_key"] for d in self.docs.values()):
@@ -94,13 +117,42 @@ class FakeRepo:
         more = len(found) > limit
         return Page(found[:limit], found[limit - 1]["_id"] if more else None)
 
-    async def apply_outcome(self, request_id: str, event_id: str, change: dict[str, Any]) -> bool:
+    async def apply_event(
+        self, request_id: str, event_id: str, version: int, change: dict[str, Any] | None
+    ) -> bool:
+        if self.before_write is not None:  # a concurrent command sneaks in
+            before, self.before_write = self.before_write, None
+            await before()
         doc = self.docs.get(request_id)
-        if doc is None or doc["status"] != "posted" or event_id in doc["applied"]:
+        if doc is None or doc["_v"] != version or event_id in doc["applied"]:
             return False
-        doc.update(change)
+        doc.update(copy.deepcopy(change or {}))
         doc["applied"].append(event_id)
+        doc["_v"] += 1
         return True
+
+    async def update_if(
+        self, request_id: str, guard: dict[str, Any], update: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if self.before_update is not None:  # a concurrent change sneaks in
+            before, self.before_update = self.before_update, None
+            await before()
+        doc = self.docs.get(request_id)
+        if doc is None or not all(matches(doc.get(k), v) for k, v in guard.items()):
+            return None
+        assert set(update) <= {"$set", "$push", "$inc"}, update
+        doc.update(copy.deepcopy(update.get("$set", {})))
+        for k, v in update.get("$push", {}).items():
+            doc.setdefault(k, []).extend(copy.deepcopy(v["$each"]))
+        for k, v in update.get("$inc", {}).items():
+            doc[k] = doc.get(k, 0) + v
+        return copy.deepcopy(doc)
+
+
+def matches(value: Any, condition: Any) -> bool:
+    if isinstance(condition, dict) and set(condition) == {"$in"}:
+        return value in condition["$in"]
+    return bool(value == condition)
 
 
 def body(**kw: Any) -> NewRequest:
@@ -115,6 +167,14 @@ def body(**kw: Any) -> NewRequest:
     }
     data.update(kw)
     return NewRequest.model_validate(data)
+
+
+class Wakes:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
 
 
 @pytest.fixture
@@ -201,35 +261,343 @@ async def test_list_paginates_newest_first(svc: tuple[RequestService, FakeRepo])
     assert [d["_id"] for d in second.items] == ids[::-1][2:4]
 
 
-async def test_outcome_applied_once(svc: tuple[RequestService, FakeRepo]) -> None:
-    service, repo = svc
-    doc = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc
-    window = TimeWindow(start=NOW + timedelta(days=1), end=NOW + timedelta(days=1, hours=3))
-    assigned = VolunteerAssigned(
-        request_id=doc["_id"],
-        assignment_id="asg_1",
+WINDOW = TimeWindow(start=NOW + timedelta(days=1), end=NOW + timedelta(days=1, hours=3))
+
+
+def volunteer_assigned(request_id: str, asg: str = "asg_1", **kw: Any) -> VolunteerAssigned:
+    return VolunteerAssigned(
+        request_id=request_id,
+        assignment_id=asg,
         volunteer_id="vol_0001",
         volunteer_display_name="小王",
         service_type_id="haircut",
-        window=window,
+        window=WINDOW,
         distance_km=1.2,
         score=0.9,
         explanation=[],
         candidates_considered=3,
         assigned_at=NOW,
+        checkin_code="042042",
+        **kw,
     )
-    await service.on_outcome("ev1", assigned)
-    await service.on_outcome("ev1", assigned)
-    assert repo.docs[doc["_id"]]["status"] == "assigned"
-    assert repo.docs[doc["_id"]]["applied"] == ["ev1"]
-    late = RequestUnmatched(
-        request_id=doc["_id"],
+
+
+def unmatched(request_id: str) -> RequestUnmatched:
+    return RequestUnmatched(
+        request_id=request_id,
         service_type_id="haircut",
         reasons={},
         candidates_considered=0,
         decided_at=NOW,
     )
-    await service.on_outcome("ev2", late)  # an assignment is not undone
-    assert repo.docs[doc["_id"]]["status"] == "assigned"
+
+
+async def complete(service: RequestService, request_id: str) -> None:
+    """Drive a request through assignment, check-in and check-out to completed."""
+    await service.on_event("ev-a", volunteer_assigned(request_id))
+    await service.on_event(
+        "ev-i",
+        CheckedIn(
+            request_id=request_id, assignment_id="asg_1", volunteer_id="vol_0001", checked_in_at=NOW
+        ),
+    )
+    await service.on_event(
+        "ev-o",
+        AssignmentCompleted(
+            request_id=request_id,
+            assignment_id="asg_1",
+            volunteer_id="vol_0001",
+            service_type_id="haircut",
+            checked_in_at=NOW,
+            checked_out_at=NOW + timedelta(hours=2),
+            hours=2.0,
+        ),
+    )
+    await service.on_event(
+        "ev-c", RequestCompleted(request_id=request_id, hours_total=2.0, completed_at=NOW)
+    )
+
+
+def outbox_types(doc: dict[str, Any]) -> list[str]:
+    return [e["headers"]["ce_type"] for e in doc["outbox"]]
+
+
+async def test_event_applied_once(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, repo = svc
+    doc = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc
+    assigned = volunteer_assigned(doc["_id"])
+    assert await service.on_event("ev1", assigned)
+    assert not await service.on_event("ev1", assigned)  # redelivered: nothing changes
+    stored = repo.docs[doc["_id"]]
+    assert stored["status"] == "assigned" and stored["applied"] == ["ev1"]
+    assert [a["assignment_id"] for a in stored["assignments"]] == ["asg_1"]
+    assert stored["assignments"][0]["checkin_code"] == "042042"
+    # an assignment is not undone by a late outcome: ignored, but recorded as applied
+    assert not await service.on_event("ev2", unmatched(doc["_id"]))
+    assert stored["status"] == "assigned" and stored["applied"] == ["ev1", "ev2"]
     with pytest.raises(PermanentError):
-        await service.on_outcome("ev3", late.model_copy(update={"request_id": "req_unknown"}))
+        await service.on_event("ev3", unmatched("req_unknown"))
+
+
+async def test_whole_lifecycle_then_rating(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, repo = svc
+    wakes = Wakes()
+    service = RequestService(repo, FakeCatalog(), on_events=wakes)
+    doc = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc
+    rid = doc["_id"]
+    with pytest.raises(Conflict, match="only a completed request"):
+        await service.rate(RESIDENT, rid, RatingIn(stars=5))
+    await complete(service, rid)
+    stored = repo.docs[rid]
+    assert stored["status"] == "completed" and stored["hours_total"] == 2.0
+    assert stored["assignments"][0]["status"] == "completed"
+    assert stored["assignments"][0]["hours"] == 2.0
+    with pytest.raises(Forbidden):  # a coordinator may see it, but only the requester rates
+        await service.rate(COORD_LONGXUN, rid, RatingIn(stars=1))
+    with pytest.raises(NotFound):
+        await service.rate(OTHER, rid, RatingIn(stars=1))
+    wakes_before = wakes.count
+    rated = await service.rate(RESIDENT, rid, RatingIn(stars=4, comment="很好, 谢谢"), now=NOW)
+    assert rated["status"] == "rated" and wakes.count == wakes_before + 1
+    assert rated["rating"] == {"stars": 4, "comment": "很好, 谢谢", "rated_at": NOW}
+    assert outbox_types(rated)[-1] == "zhumeng.request.rated.v1"
+    entry = rated["outbox"][-1]
+    assert json.loads(entry["body"]).keys() == {"request_id", "stars", "rated_at"}
+    assert json.loads(entry["body"])["stars"] == 4 and entry["key"] == rid
+    assert "很好" not in entry["body"]  # the comment stays here
+    with pytest.raises(Conflict, match="already rated"):
+        await service.rate(RESIDENT, rid, RatingIn(stars=5))
+    assert outbox_types(repo.docs[rid]).count("zhumeng.request.rated.v1") == 1
+
+
+def test_rating_is_validated() -> None:
+    with pytest.raises(ValueError):
+        RatingIn(stars=0)
+    with pytest.raises(ValueError):
+        RatingIn(stars=6)
+    with pytest.raises(ValueError):
+        RatingIn(stars=3, comment="x" * 501)
+    assert RatingIn(stars=3).comment == ""
+
+
+async def test_requester_cancels_once(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, repo = svc
+    wakes = Wakes()
+    service = RequestService(repo, FakeCatalog(), on_events=wakes)
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    await service.on_event("ev-a", volunteer_assigned(rid))
+    wakes_before = wakes.count
+    cancelled = await service.cancel(RESIDENT, rid, now=NOW)
+    assert cancelled["status"] == "cancelled" and wakes.count == wakes_before + 1
+    assert cancelled["cancelled"] == {"by": "requester", "by_id": "res_1", "at": NOW}
+    assert outbox_types(cancelled)[-1] == "zhumeng.request.cancelled.v1"
+    event = json.loads(cancelled["outbox"][-1]["body"])
+    assert event["request_id"] == rid and event["by"] == "requester"
+    assert cancelled["outbox"][-1]["key"] == rid
+    with pytest.raises(Conflict, match="already cancelled") as again:
+        await service.cancel(RESIDENT, rid)
+    assert again.value.extensions == {"request_status": "cancelled"}
+    assert outbox_types(repo.docs[rid]).count("zhumeng.request.cancelled.v1") == 1
+    # matching then releases the volunteer; late events change nothing and never raise
+    released = AssignmentCancelled(
+        request_id=rid,
+        assignment_id="asg_1",
+        volunteer_id="vol_0001",
+        by="requester",
+        reason="request_cancelled",
+        cancelled_at=NOW,
+    )
+    assert await service.on_event("ev-x", released)
+    assert not await service.on_event("ev-late", volunteer_assigned(rid, asg="asg_2"))
+    stored = repo.docs[rid]
+    assert stored["status"] == "cancelled"
+    assert [a["status"] for a in stored["assignments"]] == ["cancelled"]
+    assert stored["applied"][-2:] == ["ev-x", "ev-late"]
+
+
+@pytest.mark.parametrize(
+    ("who", "by"),
+    [(COORD_LONGXUN, "coordinator"), (COORD_COUNTY, "coordinator"), (ADMIN, "coordinator")],
+)
+async def test_coordinator_in_scope_cancels(
+    svc: tuple[RequestService, FakeRepo], who: Principal, by: str
+) -> None:
+    service, _ = svc
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    cancelled = await service.cancel(who, rid)
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled"]["by"] == by
+    assert json.loads(cancelled["outbox"][-1]["body"])["by"] == by
+
+
+@pytest.mark.parametrize("who", [OTHER, COORD_GAIDE, Principal("vol_1", frozenset({"volunteer"}))])
+async def test_others_cannot_cancel(svc: tuple[RequestService, FakeRepo], who: Principal) -> None:
+    service, repo = svc
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    with pytest.raises(NotFound):
+        await service.cancel(who, rid)
+    assert repo.docs[rid]["status"] == "posted"
+
+
+async def test_closed_requests_cannot_be_cancelled(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, repo = svc
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    await complete(service, rid)
+    with pytest.raises(Conflict, match="completed cannot be cancelled"):
+        await service.cancel(RESIDENT, rid)
+    assert repo.docs[rid]["status"] == "completed"
+
+
+async def test_cancel_loses_to_a_concurrent_change(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, repo = svc
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+
+    async def unfulfilled_meanwhile() -> None:
+        repo.docs[rid]["status"] = "unfulfilled"
+
+    repo.before_update = unfulfilled_meanwhile  # lands between the read and the update
+    with pytest.raises(Conflict) as err:
+        await service.cancel(RESIDENT, rid)
+    assert err.value.extensions == {"request_status": "unfulfilled"}
+    assert "zhumeng.request.cancelled.v1" not in outbox_types(repo.docs[rid])
+
+
+async def test_event_reevaluated_after_a_concurrent_cancel(
+    svc: tuple[RequestService, FakeRepo],
+) -> None:
+    service, repo = svc
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+
+    async def cancel_now() -> None:
+        await service.cancel(RESIDENT, rid)
+
+    repo.before_write = cancel_now  # the cancel lands between reading and writing the event
+    assert not await service.on_event("ev1", volunteer_assigned(rid))
+    stored = repo.docs[rid]
+    assert stored["status"] == "cancelled"  # the cancel is not overwritten
+    assert "assignments" not in stored and stored["applied"] == ["ev1"]
+
+
+async def test_no_show_goes_back_to_matching(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, repo = svc
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    await service.on_event("ev1", volunteer_assigned(rid))
+    no_show = AssignmentCancelled(
+        request_id=rid,
+        assignment_id="asg_1",
+        volunteer_id="vol_0001",
+        by="requester",
+        reason="no_show",
+        cancelled_at=NOW,
+    )
+    assert await service.on_event("ev2", no_show)
+    assert repo.docs[rid]["status"] == "matching"
+    assert await service.on_event("ev3", volunteer_assigned(rid, asg="asg_2"))
+    stored = repo.docs[rid]
+    assert stored["status"] == "assigned"
+    assert [(a["assignment_id"], a["status"]) for a in stored["assignments"]] == [
+        ("asg_1", "no_show"),
+        ("asg_2", "assigned"),
+    ]
+
+
+async def test_list_filters_by_the_new_statuses(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, _ = svc
+    first = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    second = (await service.post(RESIDENT, body(), "k2", now=NOW)).doc["_id"]
+    await service.cancel(RESIDENT, first)
+    await complete(service, second)
+    cancelled = await service.list(RESIDENT, {"status": "cancelled"}, 10, None)
+    completed = await service.list(RESIDENT, {"status": "completed"}, 10, None)
+    assert [d["_id"] for d in cancelled.items] == [first]
+    assert [d["_id"] for d in completed.items] == [second]
+
+
+async def test_checkin_code_only_for_the_requester(svc: tuple[RequestService, FakeRepo]) -> None:
+    service, repo = svc
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    await service.on_event("ev1", volunteer_assigned(rid))
+    doc = repo.docs[rid]
+    mine = present(doc, RESIDENT)
+    assert mine["assignments"][0]["checkin_code"] == "042042"
+    assert mine["assignment"]["volunteer_id"] == "vol_0001"  # the single-volunteer view
+    for who in (COORD_LONGXUN, ADMIN):
+        theirs = present(doc, who)
+        assert "checkin_code" not in theirs["assignments"][0]
+        assert "checkin_code" not in theirs["assignment"]
+        assert "042042" not in json.dumps(theirs, default=str)
+
+
+# ---- the HTTP layer on the fake repository -------------------------------------------------
+
+
+def auth(who: Principal) -> dict[str, str]:
+    token = mint_token(DEV_JWT_SECRET, who.subject, sorted(who.roles), who.township)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[tuple[httpx.AsyncClient, RequestService, FakeRepo]]:
+    repo = FakeRepo()
+    service = RequestService(repo, FakeCatalog())
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router(service, principal_dependency(ServiceSettings())))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://requests") as c:
+        yield c, service, repo
+
+
+async def test_http_cancel_and_rate(
+    http: tuple[httpx.AsyncClient, RequestService, FakeRepo],
+) -> None:
+    client, service, _ = http
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    await complete(service, rid)
+    mine = (await client.get(f"/v1/requests/{rid}", headers=auth(RESIDENT))).json()
+    assert mine["status"] == "completed" and mine["hours_total"] == 2.0
+    assert mine["assignments"][0]["checkin_code"] == "042042"
+    staff = (await client.get(f"/v1/requests/{rid}", headers=auth(COORD_LONGXUN))).json()
+    assert "checkin_code" not in staff["assignments"][0]
+
+    cancel = await client.post(f"/v1/requests/{rid}/cancel", headers=auth(RESIDENT))
+    assert cancel.status_code == 409 and cancel.json()["request_status"] == "completed"
+    assert cancel.headers["content-type"].startswith(PROBLEM_JSON)
+    invalid = await client.post(
+        f"/v1/requests/{rid}/rating", json={"stars": 3, "extra": 1}, headers=auth(RESIDENT)
+    )
+    assert invalid.status_code == 422
+    long = await client.post(
+        f"/v1/requests/{rid}/rating",
+        json={"stars": 3, "comment": "x" * 501},
+        headers=auth(RESIDENT),
+    )
+    assert long.status_code == 422
+    rated = await client.post(
+        f"/v1/requests/{rid}/rating", json={"stars": 3, "comment": "ok"}, headers=auth(RESIDENT)
+    )
+    assert rated.status_code == 200 and rated.json()["status"] == "rated"
+    assert rated.json()["rating"]["comment"] == "ok" and "outbox" not in rated.json()
+    again = await client.post(
+        f"/v1/requests/{rid}/rating", json={"stars": 3}, headers=auth(RESIDENT)
+    )
+    assert again.status_code == 409 and again.json()["detail"] == "already rated"
+    listed = await client.get("/v1/requests", params={"status": "rated"}, headers=auth(RESIDENT))
+    assert [item["id"] for item in listed.json()["items"]] == [rid]
+    bad = await client.get("/v1/requests", params={"status": "nope"}, headers=auth(RESIDENT))
+    assert bad.status_code == 422
+
+
+async def test_http_cancel_by_scope(
+    http: tuple[httpx.AsyncClient, RequestService, FakeRepo],
+) -> None:
+    client, service, _ = http
+    rid = (await service.post(RESIDENT, body(), "k1", now=NOW)).doc["_id"]
+    assert (await client.post(f"/v1/requests/{rid}/cancel")).status_code == 401
+    for who in (OTHER, COORD_GAIDE):
+        resp = await client.post(f"/v1/requests/{rid}/cancel", headers=auth(who))
+        assert resp.status_code == 404, who
+    resp = await client.post(f"/v1/requests/{rid}/cancel", headers=auth(COORD_LONGXUN))
+    assert resp.status_code == 200 and resp.json()["cancelled"]["by"] == "coordinator"
+    again = await client.post(f"/v1/requests/{rid}/cancel", headers=auth(RESIDENT))
+    assert again.status_code == 409 and again.json()["detail"] == "already cancelled"
+    assert again.json()["status"] == 409  # the problem's own status is not overwritten

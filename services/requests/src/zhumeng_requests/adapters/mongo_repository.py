@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -12,7 +12,6 @@ from zhumeng_kit.consumer import mark_applied, not_applied
 from zhumeng_kit.outbox import ensure_outbox_index
 
 from ..app.ports import Doc, Page
-from ..domain.model import Status
 
 COLLECTION = "requests"
 
@@ -58,9 +57,19 @@ class MongoRequestRepository:
         docs = docs[:limit]
         return Page(docs, docs[-1]["_id"] if more and docs else None)
 
-    async def apply_outcome(self, request_id: str, event_id: str, change: Doc) -> bool:
+    async def apply_event(
+        self, request_id: str, event_id: str, version: int, change: Doc | None
+    ) -> bool:
+        update: Doc = {"$inc": {"_v": 1}}
+        if change:
+            update["$set"] = change
         res = await self._coll.update_one(
-            {"_id": request_id, "status": Status.POSTED.value, **not_applied(event_id)},
-            mark_applied({"$set": change, "$inc": {"_v": 1}}, event_id),
+            {"_id": request_id, "_v": version, **not_applied(event_id)},
+            mark_applied(update, event_id),
         )
         return res.modified_count == 1
+
+    async def update_if(self, request_id: str, guard: Doc, update: Doc) -> Doc | None:
+        return await self._coll.find_one_and_update(
+            {"_id": request_id, **guard}, update, return_document=ReturnDocument.AFTER
+        )

@@ -35,8 +35,17 @@ class RequestRepository(Protocol):
 
     async def list(self, filters: Doc, limit: int, after: str | None) -> Page: ...
 
-    async def apply_outcome(self, request_id: str, event_id: str, change: Doc) -> bool:
-        """Apply a matching outcome once; False if already applied or no longer posted."""
+    async def apply_event(
+        self, request_id: str, event_id: str, version: int, change: Doc | None
+    ) -> bool:
+        """Record a consumed event as applied and `$set` its change (if any) in one update,
+        only if the request is still at `version` (`_v`) and the event is not applied yet;
+        the update bumps `_v`. False if either guard failed."""
+        ...
+
+    async def update_if(self, request_id: str, guard: Doc, update: Doc) -> Doc | None:
+        """One guarded single-document update (a command's state change and its outbox
+        entries); the document after it, or None if nothing matched `{_id, **guard}`."""
         ...
 
     async def exists(self, request_id: str) -> bool: ...

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from zhumeng_contracts.events import (
     PlaceRecord,
+    RequestCancelled,
     RequesterContact,
     RequestPosted,
-    RequestUnmatched,
+    RequestRated,
     ServiceTypeRecord,
-    VolunteerAssigned,
 )
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.ids import new_id
-from zhumeng_kit.outbox import new_document, outbox_entry
+from zhumeng_kit.outbox import append_events, new_document, outbox_entry
 from zhumeng_kit.problems import Conflict, Forbidden, NotFound, Unprocessable
 
-from ..domain.model import NewRequest, Status, outcome_of
+from ..domain.lifecycle import LifecycleEvent, RequestState, transition
+from ..domain.model import NewRequest, RatingIn, Status, can_cancel, cancellable_statuses
 from .ports import Catalog, Doc, Page, RequestRepository
 
 SOURCE = "zhumeng/requests"
+MAX_RACES = 10  # compare-and-set attempts of one consumed event before the consumer retries
+log = logging.getLogger("zhumeng.requests")
 
 
 @dataclass(frozen=True)
@@ -145,14 +149,129 @@ class RequestService:
             query["township_id"] = who.township
         return await self._repo.list(query, limit, cursor)
 
-    async def on_outcome(self, event_id: str, event: VolunteerAssigned | RequestUnmatched) -> None:
-        """Idempotent: the same event applied twice changes nothing."""
-        change = outcome_of(event)
-        change["updated_at"] = datetime.now(UTC)
-        if await self._repo.apply_outcome(event.request_id, event_id, change):
-            return
-        if not await self._repo.exists(event.request_id):
-            raise PermanentError(f"outcome for unknown request {event.request_id}")
+    async def cancel(self, who: Principal, request_id: str, now: datetime | None = None) -> Doc:
+        """The requester, or a coordinator in scope, withdraws the request.
+
+        Not replayable: cancelling a cancelled request is a 409 (`already cancelled`, with
+        `request_status`), so a client that retries after a lost response treats that 409 as
+        done. One guarded single-document update sets the status and appends
+        `RequestCancelled` to the outbox (matching releases the volunteers).
+        """
+        now = now or datetime.now(UTC)
+        doc = await self.get(who, request_id)
+        if not can_cancel(doc["status"]):
+            raise _cannot_cancel(doc)
+        by: Literal["requester", "coordinator"] = (
+            "requester" if who.subject == doc["requester_id"] else "coordinator"
+        )
+        event = RequestCancelled(request_id=request_id, by=by, cancelled_at=now)
+        update = append_events(
+            {
+                "$set": {
+                    "status": Status.CANCELLED.value,
+                    "cancelled": {"by": by, "by_id": who.subject, "at": now},
+                    "updated_at": now,
+                }
+            },
+            [outbox_entry(event, SOURCE)],
+        )
+        guard = {"status": {"$in": cancellable_statuses()}}
+        after = await self._repo.update_if(request_id, guard, update)
+        if after is None:  # it changed meanwhile (completed, unfulfilled, cancelled by another)
+            raise _cannot_cancel(await self._current(request_id))
+        self._on_events()
+        return after
+
+    async def rate(
+        self, who: Principal, request_id: str, rating: RatingIn, now: datetime | None = None
+    ) -> Doc:
+        """The requester rates a completed request, once. `RequestRated` carries the stars
+        only; the comment stays here."""
+        now = now or datetime.now(UTC)
+        doc = await self.get(who, request_id)
+        if doc["requester_id"] != who.subject:
+            raise Forbidden("only the requester can rate a request")
+        if doc["status"] != Status.COMPLETED:
+            raise _cannot_rate(doc)
+        event = RequestRated(request_id=request_id, stars=rating.stars, rated_at=now)
+        update = append_events(
+            {
+                "$set": {
+                    "status": Status.RATED.value,
+                    "rating": {"stars": rating.stars, "comment": rating.comment, "rated_at": now},
+                    "updated_at": now,
+                }
+            },
+            [outbox_entry(event, SOURCE)],
+        )
+        guard = {"status": Status.COMPLETED.value, "requester_id": who.subject}
+        after = await self._repo.update_if(request_id, guard, update)
+        if after is None:  # rated by a concurrent call
+            raise _cannot_rate(await self._current(request_id))
+        self._on_events()
+        return after
+
+    async def _current(self, request_id: str) -> Doc:
+        doc = await self._repo.get(request_id)
+        if doc is None:
+            raise NotFound(f"no request {request_id!r}")
+        return doc
+
+    async def on_event(
+        self, event_id: str, event: LifecycleEvent, now: datetime | None = None
+    ) -> bool:
+        """Apply one of matching's lifecycle events, once (idempotent by event id).
+
+        Returns whether it changed the request. An event that does not fit the request's status
+        (a late event for a cancelled request) is recorded as applied and changes nothing: never
+        an error. Only an event for a request that does not exist is dead-lettered.
+
+        The change is computed from the document as read and written with a compare-and-set on
+        its version, so a concurrent cancel or rating is never overwritten (on a lost race the
+        event is re-evaluated against the new state).
+        """
+        for _ in range(MAX_RACES):
+            doc = await self._repo.get(event.request_id)
+            if doc is None:
+                raise PermanentError(f"{event.TYPE} for unknown request {event.request_id}")
+            if event_id in (doc.get("applied") or []):
+                return False
+            change = transition(RequestState.of(doc), event)
+            fields = None
+            if change is not None:
+                fields = {**change.to_set(), "updated_at": now or datetime.now(UTC)}
+            if await self._repo.apply_event(event.request_id, event_id, doc["_v"], fields):
+                if change is None:
+                    log.info(
+                        "%s %s ignored: request %s is %s",
+                        event.TYPE,
+                        event_id,
+                        event.request_id,
+                        doc["status"],
+                    )
+                return change is not None
+        # the request kept changing under us: let the consumer retry with backoff
+        raise RuntimeError(f"request {event.request_id} changed {MAX_RACES} times; retry")
+
+
+def _cannot_cancel(doc: Doc) -> Conflict:
+    status = doc["status"]
+    detail = (
+        "already cancelled"
+        if status == Status.CANCELLED
+        else f"a request {status} cannot be cancelled"
+    )
+    return Conflict(detail, request_status=status)
+
+
+def _cannot_rate(doc: Doc) -> Conflict:
+    status = doc["status"]
+    detail = (
+        "already rated"
+        if status == Status.RATED
+        else f"only a completed request can be rated (it is {status})"
+    )
+    return Conflict(detail, request_status=status)
 
 
 def can_see(who: Principal, doc: Doc) -> bool:

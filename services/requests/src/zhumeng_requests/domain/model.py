@@ -6,11 +6,9 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from zhumeng_contracts.events import RequestUnmatched, VolunteerAssigned
 from zhumeng_contracts.events.common import Id, Language, Locale, TimeWindow
 
 MAX_WINDOW = timedelta(days=7)
@@ -18,9 +16,40 @@ MAX_LEAD = timedelta(days=90)
 
 
 class Status(StrEnum):
+    """Where a request stands (DESIGN §5). Matching's lifecycle events move it; the requester
+    (or a coordinator) cancels it, and the requester rates it once it is completed."""
+
     POSTED = "posted"
+    MATCHING = "matching"
     ASSIGNED = "assigned"
+    PARTIALLY_ASSIGNED = "partially_assigned"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    RATED = "rated"
     UNMATCHED = "unmatched"
+    CANCELLED = "cancelled"
+    UNFULFILLED = "unfulfilled"
+
+
+#: A request may be cancelled in every status but these (409 otherwise).
+NOT_CANCELLABLE = frozenset({Status.COMPLETED, Status.RATED, Status.CANCELLED, Status.UNFULFILLED})
+
+
+def can_cancel(status: str) -> bool:
+    return Status(status) not in NOT_CANCELLABLE
+
+
+def cancellable_statuses() -> list[str]:
+    return [s.value for s in Status if s not in NOT_CANCELLABLE]
+
+
+class RatingIn(BaseModel):
+    """The requester's rating of a completed request. The comment stays in this service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stars: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=500)
 
 
 class RequesterIn(BaseModel):
@@ -63,28 +92,3 @@ class NewRequest(BaseModel):
         """Same key + same body = same request; the body is compared by this hash."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def outcome_of(event: VolunteerAssigned | RequestUnmatched) -> dict[str, Any]:
-    """The state change a matching event makes to a request."""
-    if isinstance(event, VolunteerAssigned):
-        return {
-            "status": Status.ASSIGNED.value,
-            "assignment": {
-                "assignment_id": event.assignment_id,
-                "volunteer_id": event.volunteer_id,
-                "volunteer_display_name": event.volunteer_display_name,
-                "distance_km": round(event.distance_km, 2),
-                "score": event.score,
-                "explanation": [p.model_dump() for p in event.explanation],
-                "assigned_at": event.assigned_at,
-            },
-        }
-    return {
-        "status": Status.UNMATCHED.value,
-        "unmatched": {
-            "reasons": event.reasons,
-            "candidates_considered": event.candidates_considered,
-            "decided_at": event.decided_at,
-        },
-    }

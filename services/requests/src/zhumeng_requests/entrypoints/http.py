@@ -15,7 +15,8 @@ from zhumeng_kit.problems import Problem
 
 from ..app.ports import Doc
 from ..app.use_cases import RequestService
-from ..domain.model import NewRequest, Status
+from ..domain.lifecycle import LIVE
+from ..domain.model import NewRequest, RatingIn, Status
 
 CurrentPrincipal = Callable[[Request], Coroutine[Any, Any, Principal]]
 
@@ -38,9 +39,11 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 def present(doc: Doc, who: Principal) -> dict[str, Any]:
-    """The API view of a request: contact details only in full for the requester."""
+    """The API view of a request: contact details in full, and the volunteers' check-in codes
+    (which they show to the volunteer on arrival), only for the requester."""
     requester = dict(doc.get("requester") or {})
-    if who.subject != doc.get("requester_id"):
+    is_requester = who.subject == doc.get("requester_id")
+    if not is_requester:
         requester["phone"] = mask_phone(requester.get("phone"))
         requester["email"] = mask_email(requester.get("email"))
     out = {
@@ -58,9 +61,28 @@ def present(doc: Doc, who: Principal) -> dict[str, Any]:
         "created_at": doc["created_at"],
         "updated_at": doc["updated_at"],
     }
-    for optional in ("assignment", "unmatched"):
+    assignments = [present_assignment(a, is_requester) for a in doc.get("assignments") or []]
+    if assignments:
+        out["assignments"] = assignments
+        # the latest volunteer who holds a slot (or the latest at all): the single-volunteer
+        # view clients of the first version read
+        live = [a for a in assignments if a["status"] in LIVE]
+        out["assignment"] = (live or assignments)[-1]
+    elif doc.get("assignment"):  # a request assigned before assignments were tracked
+        out["assignment"] = present_assignment(doc["assignment"], is_requester)
+    for optional in ("unmatched", "unfulfilled", "cancelled", "rating"):
         if doc.get(optional):
             out[optional] = doc[optional]
+    for optional in ("hours_total", "completed_at"):
+        if doc.get(optional) is not None:
+            out[optional] = doc[optional]
+    return out
+
+
+def present_assignment(assignment: Doc, is_requester: bool) -> dict[str, Any]:
+    out = dict(assignment)
+    if not is_requester:
+        out.pop("checkin_code", None)
     return out
 
 
@@ -88,6 +110,27 @@ def router(service: RequestService, current: CurrentPrincipal) -> APIRouter:
     @api.get("/{request_id}")
     async def get_request(request_id: str, who: Anyone) -> dict[str, Any]:
         return present(await service.get(who, request_id), who)
+
+    @api.post(
+        "/{request_id}/cancel",
+        responses={409: {"description": "completed, rated, unfulfilled or already cancelled"}},
+    )
+    async def cancel_request(request_id: str, who: Anyone) -> dict[str, Any]:
+        """Cancel a request: its requester, or a coordinator of its township (admin always).
+
+        Not replayable: a second cancel (also a client's retry after a lost response) is a
+        409 `already cancelled` whose `request_status` is `cancelled`; treat it as done.
+        """
+        return present(await service.cancel(who, request_id), who)
+
+    @api.post(
+        "/{request_id}/rating",
+        responses={409: {"description": "not completed, or already rated"}},
+    )
+    async def rate_request(request_id: str, body: RatingIn, who: Anyone) -> dict[str, Any]:
+        """The requester rates a completed request, once (1 to 5 stars, an optional comment
+        that stays in this service)."""
+        return present(await service.rate(who, request_id, body), who)
 
     @api.get("")
     async def list_requests(
