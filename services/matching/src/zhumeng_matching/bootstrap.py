@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,10 +19,11 @@ from zhumeng_contracts.events import (
 from zhumeng_kit.auth import principal_dependency
 from zhumeng_kit.runtime import ServiceRuntime, create_app
 from zhumeng_kit.settings import ServiceSettings
+from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
 from zhumeng_kit.views import View
 
 from .adapters.mongo_stores import DECISIONS, MongoDecisionStore, MongoLoadStore
-from .app.lifecycle_service import LifecycleService
+from .app.lifecycle_service import OFFER_TIMER, LifecycleService
 from .app.matcher import Matcher
 from .domain.index import VolunteerIndex
 from .entrypoints.http import router
@@ -47,9 +49,21 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     runtime.on_startup(decisions.ensure_indexes)
     runtime.on_startup(loads.warm)
     relay = runtime.outbox_relay([DECISIONS])
-    matcher = Matcher(index, service_types, loads, decisions, on_events=relay.wake)
 
-    lifecycle = LifecycleService(decisions, loads, index, service_types, on_events=relay.wake)
+    timers = Scheduler(runtime.db, owner=f"matching:{os.getpid()}")
+    runtime.on_startup(lambda: ensure_timer_indexes(runtime.db))
+    runtime.in_background(timers.run)
+    lifecycle = LifecycleService(
+        decisions, loads, index, service_types, on_events=relay.wake, timers=timers
+    )
+
+    async def on_offer_timer(timer: Timer) -> None:
+        await lifecycle.on_offer_timer(timer.payload["request_id"])
+
+    timers.register(OFFER_TIMER, on_offer_timer)
+    matcher = Matcher(
+        index, service_types, loads, decisions, on_events=relay.wake, offers=lifecycle
+    )
 
     async def on_posted(meta: EventMeta, event: Any) -> None:
         await matcher.on_request_posted(meta.id, event)

@@ -20,7 +20,11 @@ import pytest
 
 from zhumeng_contracts.envelope import EventMeta, encode
 from zhumeng_contracts.events import (
+    AssignmentCompleted,
+    CheckedIn,
     ContactRecord,
+    Event,
+    RequestCompleted,
     RequesterContact,
     RequestUnmatched,
     ServiceTypeRecord,
@@ -273,6 +277,116 @@ async def test_notify_end_to_end(infra: Infra, mail: MailSink, notify: ServicePr
     log = notify.log_file.read_text(errors="replace")
     for pii in ("xiuying@example.org", "lin.xiaoming@example.org", "13812345678", "王秀英"):
         assert pii not in log
+
+
+async def test_lifecycle_of_one_request(
+    infra: Infra, mail: MailSink, notify: ServiceProcess
+) -> None:
+    """Assigned (with a check-in code) -> checked in -> assignment completed -> request
+    completed: the requester gets 3 emails (the code in the first only), the volunteer 2.
+
+    Its own request, requester and volunteer (own addresses), so the counts of the test above
+    are not disturbed; it runs after that test, whose totals it leaves as they were.
+    """
+    bootstrap = infra.kafka.bootstrap
+    code = "730164"
+    requester = RequesterContact(
+        request_id="req_it_3",
+        requester_id="res_it_3",
+        name="陈美华",
+        email="meihua@example.org",
+        locale="zh-CN",
+    )
+    volunteer = ContactRecord(
+        id="vol_it_3",
+        name="张志强",
+        email="zhiqiang@example.org",
+        locale="en",
+        version=1,
+    )
+    for record in (requester, volunteer):
+        await publish(bootstrap, record)
+    now = datetime.now(UTC).replace(microsecond=0)
+    events: list[Event] = [
+        assigned("req_it_3").model_copy(
+            update={
+                "assignment_id": "asg_it_3",
+                "volunteer_id": "vol_it_3",
+                "volunteer_display_name": "小张",
+                "checkin_code": code,
+            }
+        ),
+        CheckedIn(
+            request_id="req_it_3",
+            assignment_id="asg_it_3",
+            volunteer_id="vol_it_3",
+            checked_in_at=now,
+        ),
+        AssignmentCompleted(
+            request_id="req_it_3",
+            assignment_id="asg_it_3",
+            volunteer_id="vol_it_3",
+            service_type_id="st_haircut",
+            checked_in_at=now,
+            checked_out_at=now + timedelta(hours=1, minutes=15),
+            hours=1.25,
+        ),
+        RequestCompleted(request_id="req_it_3", hours_total=1.25, completed_at=now),
+    ]
+    metas = [EventMeta.new(e, "zhumeng/matching") for e in events]
+    for event, meta in zip(events, metas, strict=True):
+        await publish(bootstrap, event, headers=meta.to_headers())
+        if isinstance(event, CheckedIn):  # redelivered (same ce_id): handled, not sent again
+            await publish(bootstrap, event, headers=meta.to_headers())
+
+    async def all_five() -> bool:
+        return len(to(mail, "meihua@example.org")) + len(to(mail, "zhiqiang@example.org")) >= 5
+
+    # the last event's mail proves every earlier one (same key, same partition) was handled
+    await eventually(all_five, within=60, what="five lifecycle emails")
+    await asyncio.sleep(1.0)
+    to_requester = to(mail, "meihua@example.org")
+    to_volunteer = to(mail, "zhiqiang@example.org")
+    assert [m["Subject"] for m in to_requester] == [
+        "【筑梦】您的“义剪”请求已有志愿者接单",
+        "【筑梦】志愿者志强已到达并签到",
+        "【筑梦】服务已完成，欢迎评价",
+    ]
+    assert [m["Subject"] for m in to_volunteer] == [
+        "Zhumeng: new task, Free haircut",
+        "Zhumeng: thank you, 1.25 hours credited for Free haircut",
+    ]
+    requester_bodies = [m.get_content() for m in to_requester]
+    volunteer_bodies = [m.get_content() for m in to_volunteer]
+    assert f"签到码：{code}" in requester_bodies[0] and "志愿者小张到达时" in requester_bodies[0]
+    assert [code in b for b in requester_bodies] == [True, False, False]
+    assert not any(code in b for b in volunteer_bodies)
+    assert "共服务1.25 小时" in requester_bodies[2] and "评价" in requester_bodies[2]
+    assert "美华" in volunteer_bodies[0] and "陈美华" not in volunteer_bodies[0]
+
+    # one NotificationDelivered per email, each naming the event it answers
+    causes = {m.id: m.type for m in metas}
+
+    async def delivered() -> list[dict[str, Any]]:
+        records = await read_topic(bootstrap, "notify.events.v1")
+        bodies = [json.loads(r.value) for r in records]
+        mine = [b for b in bodies if b["cause_event_id"] in causes]
+        return mine if len(mine) >= 5 else []
+
+    mine = await eventually(delivered, what="five NotificationDelivered events")
+    assert sorted((b["recipient_id"], b["cause_event_type"]) for b in mine) == sorted(
+        [
+            ("res_it_3", VolunteerAssigned.TYPE),
+            ("vol_it_3", VolunteerAssigned.TYPE),
+            ("res_it_3", CheckedIn.TYPE),
+            ("vol_it_3", AssignmentCompleted.TYPE),
+            ("res_it_3", RequestCompleted.TYPE),
+        ]
+    )
+    assert all(b["status"] == "sent" and b["channel"] == "email" for b in mine)
+    assert not any(code in json.dumps(b) for b in mine)
+    log = notify.log_file.read_text(errors="replace")
+    assert f"签到码：{code}" not in log and "meihua@example.org" not in log
 
 
 async def test_delivery_repository_on_the_document_server(infra: Infra) -> None:

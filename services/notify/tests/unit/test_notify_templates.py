@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import inspect
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -8,6 +10,7 @@ from zhumeng_notify.domain import templates
 from zhumeng_notify.domain.model import (
     EMAIL_CHANNEL,
     LOG_CHANNEL,
+    Locale,
     Recipient,
     delivery_id,
     mask_address,
@@ -107,3 +110,165 @@ def test_ids_and_masks() -> None:
     assert mask_address("alice@example.org") == "a***@example.org"
     assert mask_address("13800138000") == "138****8000"
     assert "a@example.org" not in repr(Recipient("u", "requester", "A", email="a@example.org"))
+
+
+# ---- the lifecycle: every (event, role, locale) --------------------------------------------
+
+CODE = "204815"
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_assigned_to_requester_carries_the_checkin_code(locale: Locale) -> None:
+    with_code = templates.assigned_to_requester(locale, "王秀英", FACTS, CODE)
+    without = templates.assigned_to_requester(locale, "王秀英", FACTS)
+    assert CODE in with_code.body and CODE not in with_code.subject
+    assert "签到码" not in without.body and "Check-in code" not in without.body
+    if locale == "zh-CN":
+        assert f"签到码：{CODE}" in with_code.body
+        assert "志愿者小林到达时，请把这个签到码出示给志愿者" in with_code.body
+    else:
+        assert f"Check-in code: {CODE}" in with_code.body
+        assert "When 小林 arrives, show them this code" in with_code.body
+
+
+def test_the_volunteer_template_cannot_take_the_code() -> None:
+    params = inspect.signature(templates.assigned_to_volunteer).parameters
+    assert not any("code" in p for p in params)
+    assert not any("code" in f.name for f in fields(templates.AssignedFacts))
+
+
+def test_assigned_names_the_slot_of_a_multi_volunteer_request() -> None:
+    two = replace(FACTS, slot=2, slots=3)
+    assert "共需3位志愿者，这是第2位" in templates.assigned_to_requester("zh-CN", "王", two).body
+    assert "(volunteer 2 of 3)" in templates.assigned_to_requester("en", "A", two).body
+    assert "volunteer 1 of 1" not in templates.assigned_to_requester("en", "A", FACTS).body
+
+
+ARRIVED = templates.CheckedInFacts(
+    request_id="req_1",
+    volunteer_first_name="Xiaoming",
+    checked_in_at=datetime(2025, 6, 3, 1, 5, tzinfo=UTC),  # 09:05 in Dehua
+)
+
+
+def test_checked_in_to_requester_zh_and_en() -> None:
+    zh = templates.checked_in_to_requester("zh-CN", "王秀英", ARRIVED)
+    assert zh.subject == "【筑梦】志愿者Xiaoming已到达并签到"
+    assert "王秀英，您好" in zh.body and "6月3日（周二）09:05到达并完成签到" in zh.body
+    assert "req_1" in zh.body and "协调员" in zh.body
+    en = templates.checked_in_to_requester("en", "Alice", ARRIVED)
+    assert en.subject == "Zhumeng: Xiaoming has arrived"
+    assert "Xiaoming has arrived and checked in at 09:05 on Tue 3 Jun 2025" in en.body
+
+
+def test_checked_in_without_the_volunteers_name() -> None:
+    anonymous = replace(ARRIVED, volunteer_first_name=None)
+    assert "您的志愿者已到达" in templates.checked_in_to_requester("zh-CN", "王", anonymous).subject
+    en = templates.checked_in_to_requester("en", "Alice", anonymous)
+    assert en.subject == "Zhumeng: Your volunteer has arrived" and "None" not in en.body
+
+
+@pytest.mark.parametrize(
+    ("hours", "zh", "en"),
+    [
+        (2.0, "2 小时", "2 hours"),
+        (1.0, "1 小时", "1 hour"),
+        (1.25, "1.25 小时", "1.25 hours"),
+        (0.5, "0.5 小时", "0.5 hours"),
+        (0.0, "0 小时", "0 hours"),
+        (10.75, "10.75 小时", "10.75 hours"),
+    ],
+)
+def test_format_hours(hours: float, zh: str, en: str) -> None:
+    assert templates.format_hours(hours, "zh-CN") == zh
+    assert templates.format_hours(hours, "en") == en
+
+
+def test_request_completed_thanks_and_invites_a_rating() -> None:
+    facts = templates.RequestCompletedFacts(request_id="req_1", hours_total=3.5)
+    zh = templates.request_completed_to_requester("zh-CN", "王秀英", facts)
+    assert "服务已完成" in zh.subject and "评价" in zh.subject
+    assert "共服务3.5 小时" in zh.body and "打分" in zh.body and "感谢" in zh.body
+    assert "req_1" in zh.body
+    en = templates.request_completed_to_requester("en", "Alice", facts)
+    assert "rate" in en.subject
+    assert "3.5 hours in all" in en.body and "Please rate the service" in en.body
+    assert "Thank you" in en.body
+
+
+def test_assignment_completed_thanks_the_volunteer_with_the_hours() -> None:
+    facts = templates.AssignmentCompletedFacts(request_id="req_1", service="义剪", hours=1.75)
+    zh = templates.assignment_completed_to_volunteer("zh-CN", "林小明", facts)
+    assert zh.subject == "【筑梦】感谢您的服务：义剪，已记录1.75 小时"
+    assert "志愿服务时长1.75 小时" in zh.body and "谢谢" in zh.body
+    en = templates.assignment_completed_to_volunteer(
+        "en", "Lin", replace(facts, service="Free haircut", hours=1.0)
+    )
+    assert en.subject == "Zhumeng: thank you, 1 hour credited for Free haircut"
+    assert "1 hour of volunteer service have been credited" in en.body
+
+
+@pytest.mark.parametrize(
+    ("reason", "zh", "en"),
+    [
+        ("request_cancelled", "已被取消，您无需再前往", "has been cancelled. You need not go"),
+        ("no_show", "被记录为未到场，该名额已改派给其他志愿者", "marked as not having come"),
+        ("reassigned", "改派给其他志愿者，您无需再前往", "given this task to another volunteer"),
+    ],
+)
+def test_cancelled_to_volunteer_by_reason(reason: str, zh: str, en: str) -> None:
+    facts = templates.CancelledFacts(request_id="req_1", reason=reason)  # type: ignore[arg-type]
+    zh_msg = templates.cancelled_to_volunteer("zh-CN", "林小明", facts)
+    assert zh in zh_msg.body and zh_msg.subject.startswith("【筑梦】") and "req_1" in zh_msg.body
+    en_msg = templates.cancelled_to_volunteer("en", "Lin", facts)
+    assert en in en_msg.body and en_msg.subject.startswith("Zhumeng:")
+
+
+def test_no_show_message_says_so_in_both_subjects() -> None:
+    facts = templates.CancelledFacts(request_id="req_1", reason="no_show")
+    assert "未到场" in templates.cancelled_to_volunteer("zh-CN", "林", facts).subject
+    en = templates.cancelled_to_volunteer("en", "Lin", facts)
+    assert "not having come" in en.subject and "released" not in en.body
+    cancelled = templates.CancelledFacts(request_id="req_1", reason="request_cancelled")
+    assert "released" in templates.cancelled_to_volunteer("en", "Lin", cancelled).body
+
+
+def test_a_volunteers_own_withdrawal_has_no_message() -> None:
+    facts = templates.CancelledFacts(request_id="req_1", reason="withdrawn")
+    with pytest.raises(ValueError, match="withdrawn"):
+        templates.cancelled_to_volunteer("en", "Lin", facts)
+
+
+@pytest.mark.parametrize(
+    ("reason", "zh", "en"),
+    [
+        ("window_passed", "服务时间已过", "the time you asked for has passed"),
+        ("escalation_exhausted", "已多次扩大范围", "we widened the search"),
+        ("no_candidates", "附近暂时没有符合条件的志愿者", "there is no suitable volunteer nearby"),
+    ],
+)
+def test_unfulfilled_to_requester_gives_the_reason(reason: str, zh: str, en: str) -> None:
+    facts = templates.UnfulfilledFacts(
+        request_id="req_1",
+        reason=reason,  # type: ignore[arg-type]
+        filled_slots=0,
+        slots=1,
+    )
+    zh_msg = templates.unfulfilled_to_requester("zh-CN", "王秀英", facts)
+    assert f"原因：{zh}" in zh_msg.body and "协调员会尽快与您联系" in zh_msg.body
+    assert "未能按时" in zh_msg.subject and "只安排到" not in zh_msg.body
+    en_msg = templates.unfulfilled_to_requester("en", "Alice", facts)
+    assert f"Reason: {en}" in en_msg.body and "A coordinator will contact you" in en_msg.body
+    assert "in time" in en_msg.subject
+
+
+def test_unfulfilled_partly_says_who_still_comes() -> None:
+    facts = templates.UnfulfilledFacts("req_1", "window_passed", filled_slots=1, slots=3)
+    assert (
+        "需要3位志愿者，目前只安排到1位"
+        in templates.unfulfilled_to_requester("zh-CN", "王", facts).body
+    )
+    assert (
+        "asked for 3 volunteers and 1 could be arranged"
+        in templates.unfulfilled_to_requester("en", "A", facts).body
+    )

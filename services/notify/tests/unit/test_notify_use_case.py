@@ -9,8 +9,20 @@ from email.policy import default as default_policy
 import pytest
 
 from zhumeng_contracts.envelope import EventMeta
-from zhumeng_contracts.events import NotificationDelivered, RequestUnmatched, VolunteerAssigned
+from zhumeng_contracts.events import (
+    AssignmentCancelled,
+    AssignmentCompleted,
+    CheckedIn,
+    Event,
+    NotificationDelivered,
+    RequestCompleted,
+    RequestUnfulfilled,
+    RequestUnmatched,
+    VolunteerAssigned,
+)
+from zhumeng_kit.consumer import PermanentError
 from zhumeng_notify.adapters.channels import LogChannel, SmtpChannel
+from zhumeng_notify.adapters.handlers import matching_handlers
 from zhumeng_notify.app.notify import ContactMissing, DeliveryBusy, NotifyOnEvent, SendFailed
 from zhumeng_notify.domain.model import (
     Cause,
@@ -311,3 +323,213 @@ def test_smtp_message_has_a_stable_message_id() -> None:
     parsed = message_from_bytes(mail.as_bytes(), policy=default_policy)
     assert parsed["Subject"] == "【筑梦】主题" and parsed["To"] == "xiuying@example.org"
     assert parsed.get_content().strip() == "正文 body"
+
+
+# ---- the lifecycle after the assignment --------------------------------------------------
+
+CODE = "204815"
+ASSIGNED_WITH_CODE = ASSIGNED.model_copy(update={"checkin_code": CODE, "slot": 1, "slots": 2})
+CHECKED_IN = CheckedIn(
+    request_id="req_1", assignment_id="asg_1", volunteer_id="vol_1", checked_in_at=T0
+)
+ASSIGNMENT_COMPLETED = AssignmentCompleted(
+    request_id="req_1",
+    assignment_id="asg_1",
+    volunteer_id="vol_1",
+    service_type_id="st_cut",
+    checked_in_at=T0,
+    checked_out_at=T0 + timedelta(hours=1, minutes=30),
+    hours=1.5,
+)
+REQUEST_COMPLETED = RequestCompleted(request_id="req_1", hours_total=3.0, completed_at=T0)
+UNFULFILLED = RequestUnfulfilled(
+    request_id="req_1", reason="window_passed", filled_slots=0, slots=1, decided_at=T0
+)
+
+
+def cancelled(reason: str) -> AssignmentCancelled:
+    return AssignmentCancelled(
+        request_id="req_1",
+        assignment_id="asg_1",
+        volunteer_id="vol_1",
+        by="coordinator",
+        reason=reason,
+        cancelled_at=T0,
+    )
+
+
+async def test_the_checkin_code_goes_to_the_requester_only() -> None:
+    use_case, repo, log_ch, email_ch, _ = make()
+    await use_case.volunteer_assigned(EventMeta.new(ASSIGNED_WITH_CODE, "m"), ASSIGNED_WITH_CODE)
+    to_requester, to_volunteer = email_ch.sent
+    assert to_requester.recipient.id == "res_1"
+    assert f"签到码：{CODE}" in to_requester.rendered.body  # zh-CN requester
+    assert "共需2位志愿者，这是第1位" in to_requester.rendered.body
+    assert to_volunteer.recipient.id == "vol_1"
+    assert CODE not in to_volunteer.rendered.body and CODE not in to_volunteer.rendered.subject
+    # nor in what is stored for the volunteer (the history API shows the body)
+    stored = [d["delivery"] for d in repo.docs.values()]
+    bodies = {d.recipient_id: d.body for d in stored if isinstance(d, Delivery)}
+    assert CODE in bodies["res_1"] and CODE not in bodies["vol_1"]
+    assert not log_ch.sent
+
+
+async def test_the_checkin_code_stays_off_the_volunteer_on_the_log_channel_too() -> None:
+    both_en = FakeDirectory(requester=replace(REQUESTER, email=None, locale="en"))
+    use_case, _, log_ch, email_ch, _ = make(directory=both_en)
+    await use_case.volunteer_assigned(EventMeta.new(ASSIGNED_WITH_CODE, "m"), ASSIGNED_WITH_CODE)
+    [to_requester] = log_ch.sent
+    [to_volunteer] = email_ch.sent
+    assert f"Check-in code: {CODE}" in to_requester.rendered.body
+    assert CODE not in to_volunteer.rendered.body
+
+
+LIFECYCLE: list[tuple[str, object, str, str, str]] = [
+    # (use-case method, event, recipient, subject fragment, body fragment)
+    ("checked_in", CHECKED_IN, "res_1", "志愿者Lin已到达并签到", "到达并完成签到"),
+    ("request_completed", REQUEST_COMPLETED, "res_1", "欢迎评价", "共服务3 小时"),
+    ("request_unfulfilled", UNFULFILLED, "res_1", "未能按时", "原因：服务时间已过"),
+    (
+        "assignment_completed",
+        ASSIGNMENT_COMPLETED,
+        "vol_1",
+        "1.5 hours credited for Free haircut",
+        "Thank you",
+    ),
+    (
+        "assignment_cancelled",
+        cancelled("request_cancelled"),
+        "vol_1",
+        "task cancelled",
+        "you are released",
+    ),
+    (
+        "assignment_cancelled",
+        cancelled("no_show"),
+        "vol_1",
+        "marked as not having come",
+        "given to another volunteer",
+    ),
+    ("assignment_cancelled", cancelled("reassigned"), "vol_1", "reassigned", "released"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "event", "recipient", "subject", "body"),
+    LIFECYCLE,
+    ids=[f"{m}-{getattr(e, 'reason', '')}" for m, e, *_ in LIFECYCLE],
+)
+async def test_a_lifecycle_event_handled_twice_tells_its_recipient_once(
+    method: str, event: Event, recipient: str, subject: str, body: str
+) -> None:
+    use_case, repo, log_ch, email_ch, _ = make()
+    handle = getattr(use_case, method)
+    meta = EventMeta.new(event, "zhumeng/matching")
+    first = await handle(meta, event)
+    again = await handle(meta, event)
+    assert [o.result for o in first] == ["sent"] and [o.result for o in again] == ["skipped"]
+    [message] = email_ch.sent
+    assert message.recipient.id == recipient
+    assert message.delivery_id == f"{meta.id}|{recipient}|email"
+    assert message.locale == ("zh-CN" if recipient == "res_1" else "en")
+    assert subject in message.rendered.subject and body in message.rendered.body
+    assert CODE not in message.rendered.body
+    [delivered] = repo.events
+    assert (delivered.recipient_id, delivered.status, delivered.cause_event_id) == (
+        recipient,
+        "sent",
+        meta.id,
+    )
+    assert delivered.cause_event_type == event.TYPE
+    assert not log_ch.sent
+
+
+async def test_a_volunteers_own_withdrawal_tells_nobody() -> None:
+    use_case, repo, log_ch, email_ch, _ = make()
+    event = cancelled("withdrawn")
+    assert await use_case.assignment_cancelled(EventMeta.new(event, "m"), event) == []
+    assert not email_ch.sent and not log_ch.sent and not repo.docs
+
+
+async def test_checked_in_without_the_volunteer_contact_still_tells_the_requester() -> None:
+    use_case, _, _, email_ch, _ = make(directory=FakeDirectory(volunteer=None))
+    await use_case.checked_in(EventMeta.new(CHECKED_IN, "m"), CHECKED_IN)
+    [message] = email_ch.sent
+    assert message.rendered.subject == "【筑梦】您的志愿者已到达并签到"
+
+
+@pytest.mark.parametrize(
+    ("method", "event", "who"),
+    [
+        ("checked_in", CHECKED_IN, "requester"),
+        ("request_completed", REQUEST_COMPLETED, "requester"),
+        ("request_unfulfilled", UNFULFILLED, "requester"),
+        ("assignment_completed", ASSIGNMENT_COMPLETED, "volunteer"),
+        ("assignment_cancelled", cancelled("no_show"), "volunteer"),
+    ],
+)
+async def test_a_missing_contact_is_retried_then_sent_once(
+    method: str, event: Event, who: str
+) -> None:
+    directory = FakeDirectory(requester=None, volunteer=None)
+    use_case, _, _, email_ch, _ = make(directory=directory)
+    handle = getattr(use_case, method)
+    meta = EventMeta.new(event, "m")
+    with pytest.raises(ContactMissing, match=f"{who} of request req_1"):
+        await handle(meta, event)
+    assert not email_ch.sent
+    directory.requesters["req_1"] = REQUESTER  # the contact topics caught up
+    directory.volunteers["vol_1"] = VOLUNTEER
+    await handle(meta, event)
+    await handle(meta, event)
+    assert len(email_ch.sent) == 1
+
+
+async def test_the_whole_lifecycle_of_one_request() -> None:
+    """Assigned (with the code) -> checked in -> assignment completed -> request completed,
+    each delivered twice (at-least-once): 3 messages to the requester, 2 to the volunteer."""
+    use_case, repo, _, email_ch, _ = make()
+    steps: list[tuple[object, Event]] = [
+        (use_case.volunteer_assigned, ASSIGNED_WITH_CODE),
+        (use_case.checked_in, CHECKED_IN),
+        (use_case.assignment_completed, ASSIGNMENT_COMPLETED),
+        (use_case.request_completed, REQUEST_COMPLETED),
+    ]
+    for handle, event in steps:
+        meta = EventMeta.new(event, "zhumeng/matching")
+        for _ in range(2):
+            await handle(meta, event)  # type: ignore[operator]
+    by = [(m.recipient.id, m.cause.event_type) for m in email_ch.sent]
+    assert by == [
+        ("res_1", VolunteerAssigned.TYPE),
+        ("vol_1", VolunteerAssigned.TYPE),
+        ("res_1", CheckedIn.TYPE),
+        ("vol_1", AssignmentCompleted.TYPE),
+        ("res_1", RequestCompleted.TYPE),
+    ]
+    with_code = [m for m in email_ch.sent if CODE in m.rendered.body]
+    assert [m.recipient.id for m in with_code] == ["res_1"]
+    assert len(repo.events) == 5
+
+
+async def test_handlers_dispatch_every_lifecycle_event() -> None:
+    use_case, _, _, email_ch, _ = make()
+    handlers = matching_handlers(use_case)
+    assert set(handlers) == {
+        VolunteerAssigned,
+        RequestUnmatched,
+        CheckedIn,
+        AssignmentCompleted,
+        AssignmentCancelled,
+        RequestCompleted,
+        RequestUnfulfilled,
+    }
+    for event in (CHECKED_IN, ASSIGNMENT_COMPLETED, cancelled("request_cancelled")):
+        await handlers[type(event)](EventMeta.new(event, "m"), event)
+    assert [m.cause.event_type for m in email_ch.sent] == [
+        CheckedIn.TYPE,
+        AssignmentCompleted.TYPE,
+        AssignmentCancelled.TYPE,
+    ]
+    with pytest.raises(PermanentError, match="expected CheckedIn"):
+        await handlers[CheckedIn](EventMeta.new(REQUEST_COMPLETED, "m"), REQUEST_COMPLETED)

@@ -9,6 +9,7 @@ from pydantic import EmailStr, Field
 
 from .base import Event
 from .common import GeoPoint, Id, Language, Locale, WeeklySlot
+from .matching import MatchMode
 
 
 def _mandarin() -> list[Language]:
@@ -29,6 +30,9 @@ class ServiceTypeRecord(Event):
     target_claim_min: int = Field(ge=1, le=7 * 24 * 60, description="target time to claim")
     active: bool = True
     version: int = Field(ge=1)
+    # additive (lifecycle): how matching fills this service's requests
+    matching_mode: MatchMode = "direct"
+    offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60, description="auto-offer time to live")
 
     def key(self) -> str:
         return self.id

@@ -30,6 +30,8 @@ VOLUNTEER_COUNT = 200
 # email-validator) rejects the special-use `.test` TLD, so ContactRecord could not carry it.
 # `.example` is reserved for documentation too (RFC 2606) and passes validation.
 DEMO_EMAIL_DOMAIN = "volunteers.zhumeng.example"
+# personal, one-to-one services are offered to one volunteer at a time, who accepts or declines
+AUTO_OFFER = frozenset({"doctor_visit", "ride_to_relatives"})
 
 # id suffix, Chinese name, English name, lat, lon — approximate positions.
 TOWNSHIPS: tuple[tuple[str, str, str, float, float], ...] = (
@@ -201,6 +203,7 @@ def _service_types() -> list[ServiceTypeCreate]:
             required_certifications=certs,
             default_duration_min=dur,
             target_claim_min=claim,
+            matching_mode="auto_offer" if sid in AUTO_OFFER else "direct",
         )
         for sid, zh, en, cat, skills, certs, dur, claim in SERVICE_TYPES
     ]

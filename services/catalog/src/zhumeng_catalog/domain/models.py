@@ -116,6 +116,10 @@ def next_version(old: E, data: dict[str, Any]) -> E:
 # ---------------------------------------------------------------------------- service types
 
 
+# the matching modes the platform runs today (the others are not wired yet)
+WiredMode = Literal["direct", "auto_offer"]
+
+
 class ServiceType(Entity):
     name_zh: Name80
     name_en: Name80
@@ -124,6 +128,8 @@ class ServiceType(Entity):
     required_certifications: Annotated[Tags, Field(max_length=10)] = []
     default_duration_min: int = Field(ge=5, le=24 * 60)
     target_claim_min: int = Field(ge=1, le=7 * 24 * 60, description="target time to claim")
+    matching_mode: WiredMode = "direct"
+    offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60)
 
     def to_record(self) -> ServiceTypeRecord:
         return ServiceTypeRecord(**state_of(self))
@@ -140,6 +146,8 @@ class ServiceTypeCreate(Input):
     required_certifications: Annotated[Tags, Field(max_length=10)] = []
     default_duration_min: int = Field(ge=5, le=24 * 60)
     target_claim_min: int = Field(ge=1, le=7 * 24 * 60)
+    matching_mode: WiredMode = "direct"
+    offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60)
 
 
 class ServiceTypePatch(Input):
@@ -150,6 +158,8 @@ class ServiceTypePatch(Input):
     required_certifications: Annotated[Tags, Field(max_length=10)] | None = None
     default_duration_min: int | None = Field(default=None, ge=5, le=24 * 60)
     target_claim_min: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+    matching_mode: WiredMode | None = None
+    offer_ttl_min: int | None = Field(default=None, ge=1, le=24 * 60)
     active: bool | None = None
 
 

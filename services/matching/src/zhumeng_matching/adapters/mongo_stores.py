@@ -134,6 +134,12 @@ class MongoDecisionStore:
         ).sort("_id", -1)
         return await cursor.limit(limit).to_list()
 
+    async def with_open_offer_for(self, volunteer_id: str) -> list[Doc]:
+        query = {
+            "lifecycle.offers": {"$elemMatch": {"volunteer_id": volunteer_id, "status": "open"}}
+        }
+        return await self._coll.find(query, {"outbox": 0}).to_list()
+
     async def with_completed_work(self) -> list[Doc]:
         """Decisions with a completed assignment (the hours ledger's source)."""
         query = {"lifecycle.assignments.status": "completed"}

@@ -10,11 +10,12 @@ is given back by `release_capacity`, which consumes matching's own `AssignmentCa
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from zhumeng_contracts.events import (
     AssignmentCancelled,
     AssignmentCompleted,
+    Event,
     RequestCancelled,
     RequestPosted,
     ServiceTypeRecord,
@@ -26,12 +27,15 @@ from zhumeng_kit.views import View
 
 from ..adapters.match_codec import decode, encode
 from ..domain import lifecycle as lc
+from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
-from ..domain.policy import Candidate, rank
-from .ports import DecisionStore, LoadStore
+from ..domain.policy import Candidate, Load, rank, score
+from .ports import DecisionStore, LoadStore, Timers
 
 SOURCE = "zhumeng/matching"
 MAX_RACES = 20
+OFFER_TIMER = "offer-expiry"
+COOL_OFF = timedelta(hours=6)  # a decliner is not offered the same request again for this long
 Transition = Callable[[lc.Match], lc.Result]
 
 
@@ -43,12 +47,85 @@ class LifecycleService:
         index: VolunteerIndex,
         service_types: View[ServiceTypeRecord],
         on_events: Callable[[], None] = lambda: None,
+        timers: Timers | None = None,
     ) -> None:
         self._decisions = decisions
         self._loads = loads
         self._index = index
         self._service_types = service_types
         self._on_events = on_events
+        self._timers = timers
+
+    # ---- auto-offer cascade ----------------------------------------------------------------
+
+    async def offer_next(self, request_id: str) -> lc.Match | None:
+        """Offer every free slot to the next best eligible volunteer not offered yet. With
+        nobody left and nobody assigned, the request ends unfulfilled."""
+        doc = await self._decisions.get(request_id)
+        if doc is None or "lifecycle" not in doc or "posted" not in doc:
+            return None
+        match = decode(doc["lifecycle"])
+        if match.state in lc.FINAL or not match.free_slots:
+            return match
+        request = RequestPosted.model_validate(doc["posted"])
+        service = self._service_types.get(request.service_type_id)
+        if service is None:
+            return match
+        now = datetime.now(UTC)
+        ttl = timedelta(minutes=service.offer_ttl_min)
+        nearby = self._index.nearby(
+            request.location.lat, request.location.lon, service.required_skills
+        )
+        ranking = rank(request, service, nearby, self._loads.cached())
+        tried = {o.volunteer_id for o in match.offers} | {a.volunteer_id for a in match.assignments}
+        fresh = [c for c in ranking.candidates if c.volunteer.id not in tried]
+        if not fresh and not match.open_offers and not match.live_assignments:
+            return await self._apply(request_id, _give_up(now))
+        if fresh and self._timers is not None:
+            # armed before the offer is written: a crash in between leaves a timer that finds
+            # nothing to expire, never an offer that does not expire
+            await self._timers.schedule(
+                OFFER_TIMER,
+                f"{request_id}:{len(match.offers)}",
+                now + ttl,
+                {"request_id": request_id},
+            )
+        return await self._apply(request_id, _offer_free_slots(fresh, now, ttl))
+
+    async def accept_offer(self, who: Principal, request_id: str, offer_id: str) -> lc.Match:
+        vol = self._index.get(who.subject)
+        doc = await self._decisions.get(request_id)
+        if vol is None or doc is None or "posted" not in doc:
+            raise NotFound(f"no offer {offer_id!r} for you")
+        request = RequestPosted.model_validate(doc["posted"])
+        d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
+        total, parts = score(vol, request, self._loads.cached().get(vol.id, Load()), d)
+        candidate = Candidate(vol, d, total, parts)
+        if not await self._loads.reserve(vol.id, request_id, vol.capacity):
+            raise Conflict("you have no free capacity for another assignment", code="no_capacity")
+        now = datetime.now(UTC)
+        try:
+            match = await self._apply(
+                request_id, lambda m: lc.accept_offer(m, offer_id, vol.id, candidate, now)
+            )
+        except Exception:
+            await self._loads.release(vol.id, request_id)
+            raise
+        await self.offer_next(request_id)  # slots still free get their offers
+        return match
+
+    async def decline_offer(self, who: Principal, request_id: str, offer_id: str) -> lc.Match:
+        now = datetime.now(UTC)
+        match = await self._apply(
+            request_id, lambda m: lc.decline_offer(m, offer_id, who.subject, now, COOL_OFF)
+        )
+        return await self.offer_next(request_id) or match
+
+    async def on_offer_timer(self, request_id: str) -> None:
+        """An offer's time ran out: expire every due open offer, then offer the next."""
+        now = datetime.now(UTC)
+        await self._apply(request_id, _expire_due(now))
+        await self.offer_next(request_id)
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -151,5 +228,38 @@ def problem_of(exc: lc.LifecycleError) -> Exception:
 def _assign_to(candidate: Candidate, now: datetime, considered: int) -> Transition:
     def transition(match: lc.Match) -> lc.Result:
         return lc.assign(match, candidate, now, considered)
+
+    return transition
+
+
+def _offer_free_slots(fresh: list[Candidate], now: datetime, ttl: timedelta) -> Transition:
+    def transition(match: lc.Match) -> lc.Result:
+        events: list[Event] = []
+        pool = [c for c in fresh if c.volunteer.id not in match.involved()]
+        for candidate in pool[: len(match.free_slots)]:
+            match, produced = lc.make_offer(match, candidate, now, ttl)
+            events += produced
+        return match, events
+
+    return transition
+
+
+def _expire_due(now: datetime) -> Transition:
+    def transition(match: lc.Match) -> lc.Result:
+        events: list[Event] = []
+        for offer in match.open_offers:
+            if offer.expires_at <= now:
+                match, produced = lc.expire_offer(match, offer.offer_id, now)
+                events += produced
+        return match, events
+
+    return transition
+
+
+def _give_up(now: datetime) -> Transition:
+    def transition(match: lc.Match) -> lc.Result:
+        if match.open_offers or match.live_assignments or match.state in lc.FINAL:
+            return match, []
+        return lc.give_up(match, "no_candidates", now)
 
     return transition

@@ -31,7 +31,7 @@ from ..domain import lifecycle as lc
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
 from ..domain.policy import Candidate, Load, score
-from .ports import DecisionStore, LoadStore
+from .ports import DecisionStore, LoadStore, OfferCascade
 
 SOURCE = "zhumeng/matching"
 FIRST_K = 5  # candidates asked of the index at first; more only when reservations fail
@@ -46,7 +46,9 @@ class Matcher:
         loads: LoadStore,
         decisions: DecisionStore,
         on_events: object = None,
+        offers: OfferCascade | None = None,
     ) -> None:
+        self._offers = offers
         self._index = index
         self._service_types = service_types
         self._loads = loads
@@ -58,11 +60,15 @@ class Matcher:
         decision, created = await self._decisions.begin(
             request.request_id, event_id, request.model_dump(mode="json")
         )
+        if decision["state"] == "offering" and self._offers is not None:
+            await self._offers.offer_next(request.request_id)  # a crash before the first offer
         if decision["state"] != "deciding":
             return str(decision["state"])  # redelivered: decided before
         service = self._service_types.get(request.service_type_id)
         if service is None:
             raise PermanentError(f"unknown service type {request.service_type_id}")
+        if service.matching_mode == "auto_offer" and self._offers is not None:
+            return await self._start_offers(request)
 
         # after a crash, volunteers who already hold capacity for this request keep it
         chosen = (
@@ -111,6 +117,24 @@ class Matcher:
             return await self._assign(request, chosen, max(1, ranking.considered))
         reasons = (ranking.rejected + rejected) or Counter({"no_volunteer_nearby": 1})
         return await self._unmatched(request, dict(reasons), ranking.considered)
+
+    async def _start_offers(self, request: RequestPosted) -> str:
+        """Auto-offer mode: the match opens empty; offers go out one volunteer per slot."""
+        match = lc.new_match(
+            request.request_id,
+            request.service_type_id,
+            request.window,
+            request.slots,
+            "auto_offer",
+        )
+        fields: dict[str, object] = {
+            "township_id": request.township_id,
+            "lifecycle": encode_match(match),
+        }
+        await self._finish(request, "offering", fields, [])
+        assert self._offers is not None
+        await self._offers.offer_next(request.request_id)
+        return "offering"
 
     def _held(self, request: RequestPosted, volunteer_ids: list[str]) -> list[Candidate]:
         """Candidates for the volunteers already holding capacity for this request."""

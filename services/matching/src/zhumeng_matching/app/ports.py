@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from ..domain.policy import Load
@@ -44,3 +45,15 @@ class DecisionStore(Protocol):
     async def save_lifecycle(
         self, request_id: str, version: int, lifecycle: Doc, entries: list[Doc]
     ) -> bool: ...
+
+
+class Timers(Protocol):
+    """Durable timers (the kit's `Scheduler` in service)."""
+
+    async def schedule(
+        self, kind: str, key: str, due_at: datetime, payload: Doc | None = None
+    ) -> str: ...
+
+
+class OfferCascade(Protocol):
+    async def offer_next(self, request_id: str) -> Any: ...

@@ -78,6 +78,35 @@ def lifecycle_router(
         items = [view(decode(d["lifecycle"]), who) for d in docs]
         return {"items": items}
 
+    @api.get("/offers")
+    async def my_offers(who: Volunteer) -> dict[str, Any]:
+        """The volunteer's open offers, each with the time it expires."""
+        docs = await decisions.with_open_offer_for(who.subject)
+        items = []
+        for doc in docs:
+            match = decode(doc["lifecycle"])
+            for offer in match.open_offers:
+                if offer.volunteer_id == who.subject:
+                    items.append(
+                        {
+                            "request_id": match.request_id,
+                            "offer_id": offer.offer_id,
+                            "service_type_id": match.service_type_id,
+                            "window": match.window.model_dump(mode="json"),
+                            "slot": offer.slot,
+                            "expires_at": offer.expires_at,
+                        }
+                    )
+        return {"items": items}
+
+    @api.post("/matches/{request_id}/offers/{offer_id}/accept")
+    async def accept(request_id: str, offer_id: str, who: Volunteer) -> dict[str, Any]:
+        return view(await service.accept_offer(who, request_id, offer_id), who)
+
+    @api.post("/matches/{request_id}/offers/{offer_id}/decline")
+    async def decline(request_id: str, offer_id: str, who: Volunteer) -> dict[str, Any]:
+        return view(await service.decline_offer(who, request_id, offer_id), who)
+
     @api.post(f"{base}/check-in")
     async def check_in(
         request_id: str, assignment_id: str, body: CheckInBody, who: Volunteer

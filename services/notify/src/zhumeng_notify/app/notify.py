@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from zhumeng_contracts.envelope import EventMeta
-from zhumeng_contracts.events import NotificationDelivered, RequestUnmatched, VolunteerAssigned
+from zhumeng_contracts.events import (
+    AssignmentCancelled,
+    AssignmentCompleted,
+    CheckedIn,
+    NotificationDelivered,
+    RequestCompleted,
+    RequestUnfulfilled,
+    RequestUnmatched,
+    VolunteerAssigned,
+)
 
 from ..domain import templates
 from ..domain.model import (
@@ -52,7 +61,14 @@ def _utcnow() -> datetime:
 
 
 class NotifyOnEvent:
-    """Handles matching events: renders, picks a channel, and sends through the delivery log.
+    """Handles matching and lifecycle events: renders, picks a channel, and sends through the
+    delivery log.
+
+    Who is told what (DESIGN §5, the requester is told of every change):
+    VolunteerAssigned -> requester (with the check-in code) and volunteer (never the code);
+    CheckedIn -> requester; AssignmentCompleted -> volunteer; RequestCompleted -> requester;
+    AssignmentCancelled -> volunteer (request_cancelled, no_show, reassigned; a volunteer's
+    own withdrawal is not echoed); RequestUnmatched, RequestUnfulfilled -> requester.
 
     Flow per recipient: claim the delivery (insert pending; a duplicate that is sent or failed
     is skipped; a pending one past its lease, left by a crash mid-send, is taken over), send,
@@ -91,7 +107,10 @@ class NotifyOnEvent:
         sends = []
         if requester is not None:
             facts = self._assigned_facts(event, requester)
-            rendered = templates.assigned_to_requester(requester.locale, requester.name, facts)
+            # the code goes to the requester only: they show it to the volunteer on arrival
+            rendered = templates.assigned_to_requester(
+                requester.locale, requester.name, facts, event.checkin_code
+            )
             sends.append(self._deliver(requester, rendered, cause))
         if volunteer is not None:
             requester_name = first_name(requester.name) if requester else ""
@@ -124,6 +143,83 @@ class NotifyOnEvent:
         cause = Cause(meta.id, meta.type, event.request_id)
         return [await self._deliver(requester, rendered, cause)]
 
+    async def checked_in(self, meta: EventMeta, event: CheckedIn) -> list[Outcome]:
+        requester = self._requester(event.request_id)
+        # The event carries no name: the first name from the volunteer contact view; should
+        # that be missing, the message says "your volunteer" rather than wait for it.
+        volunteer = self._directory.volunteer(event.volunteer_id)
+        facts = templates.CheckedInFacts(
+            request_id=event.request_id,
+            volunteer_first_name=first_name(volunteer.name) if volunteer else None,
+            checked_in_at=event.checked_in_at,
+        )
+        rendered = templates.checked_in_to_requester(requester.locale, requester.name, facts)
+        return [await self._deliver(requester, rendered, self._cause(meta, event.request_id))]
+
+    async def request_completed(self, meta: EventMeta, event: RequestCompleted) -> list[Outcome]:
+        requester = self._requester(event.request_id)
+        facts = templates.RequestCompletedFacts(event.request_id, event.hours_total)
+        rendered = templates.request_completed_to_requester(requester.locale, requester.name, facts)
+        return [await self._deliver(requester, rendered, self._cause(meta, event.request_id))]
+
+    async def request_unfulfilled(
+        self, meta: EventMeta, event: RequestUnfulfilled
+    ) -> list[Outcome]:
+        requester = self._requester(event.request_id)
+        facts = templates.UnfulfilledFacts(
+            request_id=event.request_id,
+            reason=event.reason,
+            filled_slots=event.filled_slots,
+            slots=event.slots,
+        )
+        rendered = templates.unfulfilled_to_requester(requester.locale, requester.name, facts)
+        return [await self._deliver(requester, rendered, self._cause(meta, event.request_id))]
+
+    async def assignment_completed(
+        self, meta: EventMeta, event: AssignmentCompleted
+    ) -> list[Outcome]:
+        volunteer = self._volunteer(event.volunteer_id, event.request_id)
+        facts = templates.AssignmentCompletedFacts(
+            request_id=event.request_id,
+            service=self._service(event.service_type_id, volunteer),
+            hours=event.hours,
+        )
+        rendered = templates.assignment_completed_to_volunteer(
+            volunteer.locale, volunteer.name, facts
+        )
+        return [await self._deliver(volunteer, rendered, self._cause(meta, event.request_id))]
+
+    async def assignment_cancelled(
+        self, meta: EventMeta, event: AssignmentCancelled
+    ) -> list[Outcome]:
+        if event.reason not in templates.VOLUNTEER_CANCEL_REASONS:
+            # the volunteer withdrew themselves; the requester hears of the next step
+            # (another VolunteerAssigned, or RequestUnfulfilled)
+            log.info("assignment %s %s: nobody to tell", event.assignment_id, event.reason)
+            return []
+        volunteer = self._volunteer(event.volunteer_id, event.request_id)
+        facts = templates.CancelledFacts(request_id=event.request_id, reason=event.reason)
+        rendered = templates.cancelled_to_volunteer(volunteer.locale, volunteer.name, facts)
+        return [await self._deliver(volunteer, rendered, self._cause(meta, event.request_id))]
+
+    # ---- recipients ------------------------------------------------------------------------
+
+    def _requester(self, request_id: str) -> Recipient:
+        requester = self._directory.requester(request_id)
+        if requester is None:
+            raise ContactMissing(f"no contact yet for the requester of request {request_id}")
+        return requester
+
+    def _volunteer(self, volunteer_id: str, request_id: str) -> Recipient:
+        volunteer = self._directory.volunteer(volunteer_id)
+        if volunteer is None:
+            raise ContactMissing(f"no contact yet for the volunteer of request {request_id}")
+        return volunteer
+
+    @staticmethod
+    def _cause(meta: EventMeta, request_id: str) -> Cause:
+        return Cause(meta.id, meta.type, request_id)
+
     # ---- delivery --------------------------------------------------------------------------
 
     def _service(self, service_type_id: str, recipient: Recipient) -> str:
@@ -143,6 +239,8 @@ class NotifyOnEvent:
             window_end=event.window.end,
             volunteer_name=event.volunteer_display_name,
             requester_first_name=requester_first,
+            slot=event.slot,
+            slots=event.slots,
         )
 
     async def _deliver(self, recipient: Recipient, rendered: Rendered, cause: Cause) -> Outcome:
