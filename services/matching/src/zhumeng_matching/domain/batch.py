@@ -7,14 +7,14 @@ pair is `1 - score`.
 
 How 2,000 requests x 20,000 volunteers stays fast:
 
-* **Candidates come from `VolunteerIndex.nearby`.** Its answer depends only on the range of grid
-  cells around the point and the required skills, so requests that share both share one call.
+* **Candidates come from `VolunteerIndex.search`**, the best-first search of single decisions
+  (per-skill grids banded by radius, necessary conditions in numpy, weekly availability
+  memoised per schedule and window), given the batch's loads as numpy columns once, so that
+  capacity, fairness and newcomer prune too. Its hits are eligible and scored exactly as
+  `policy.ineligibility` and `policy.score_total` would.
 * **Sparse, pruned graph.** A request keeps at most `max_candidates` eligible volunteers, its
-  best by score, plus the volunteer greedy gives it (see below). Cheap necessary conditions
-  (radius by vectorised haversine, capacity, language, certifications, weekly availability
-  cached per volunteer and window) are checked first, in numpy. Then candidates are taken in
-  order of their score bound, and `ineligibility` and `score` confirm each one, until the best
-  `max_candidates` are known. No dense requests x volunteers matrix is ever built.
+  best by score, plus the volunteer greedy gives it (see below). No dense requests x volunteers
+  matrix is ever built.
 * **Capacity as columns.** A volunteer with free capacity c gets c columns (units). Unit k
   costs `1 - score` with `Load(active + k, total + k)`, i.e. the score the volunteer would have
   after taking k requests of this batch. Unit costs only grow with k, and the growth does not
@@ -35,10 +35,8 @@ How 2,000 requests x 20,000 volunteers stays fast:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 import numpy as np
 from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
@@ -49,17 +47,12 @@ from scipy.sparse.csgraph import (  # type: ignore[import-untyped]
 )
 
 from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
-from zhumeng_contracts.events.common import WeeklySlot
 from zhumeng_contracts.events.matching import ScorePart
 
-from .availability import covers
-from .geo import EARTH_RADIUS_KM, cells_within, haversine_km
-from .index import VolunteerIndex
-from .policy import Load, ineligibility, score, score_total
+from .index import Hit, Hits, VolunteerIndex
+from .policy import Load, score, score_total
 
 DEFAULT_MAX_CANDIDATES = 24
-_ID = attrgetter("id")
-_SLACK_KM = 1e-6  # vectorised haversine vs. math.haversine: float noise only
 
 
 @dataclass(frozen=True)
@@ -86,22 +79,14 @@ class BatchResult:
         return {a.request_id: a.volunteer_id for a in self.assignments}
 
 
-@dataclass(frozen=True)
-class _Option:
-    """An eligible volunteer for one request, scored at its load before the batch."""
-
-    vol: VolunteerRecord
-    distance_km: float
-    score: float
+_Option = Hit  # an eligible volunteer for one request, scored at its load before the batch
 
 
 class _Candidates:
-    """Per request, its eligible volunteers in score order, found lazily.
-
-    The volunteers that `nearby` returned are kept as columns (numpy arrays) once per batch;
-    each distinct `nearby` answer is gathered once (with the request-independent conditions:
-    free capacity, certifications); each request then filters it by distance, language and
-    weekly availability (evaluated once per distinct schedule and window)."""
+    """Per request, its eligible volunteers in score order, from the index's best-first
+    search (`VolunteerIndex.search`), which also prunes by capacity, fairness and newcomer in
+    numpy (`load_columns`, once per batch). A request's answer is kept and searched again
+    only when more options are wanted than were searched for."""
 
     def __init__(
         self,
@@ -109,141 +94,31 @@ class _Candidates:
         service_types: Mapping[str, ServiceTypeRecord],
         index: VolunteerIndex,
         loads: Mapping[str, Load],
+        first_want: int | None,
     ) -> None:
         self.requests = requests
         self.services = [service_types.get(r.service_type_id) for r in requests]
         self.loads = loads
-        # one column store of the read model per batch (O(volunteers), not requests x volunteers)
-        self.vols = index.all()
-        self._vpos = {v.id: k for k, v in enumerate(self.vols)}
-        found_of: dict[tuple[object, ...], list[VolunteerRecord]] = {}
-        self._key: list[tuple[object, ...] | None] = []
-        for n, (r, svc) in enumerate(zip(requests, self.services, strict=True)):
-            if svc is None or r.slots != 1:
-                self._key.append(None)
-                continue
-            lat, lon = r.location.lat, r.location.lon
-            cells = cells_within(lat, lon, index.max_radius_km)
-            # nearby's answer depends only on the cell range and the skills
-            key: tuple[object, ...] = (cells[0], cells[-1], svc.id) if cells else ("req", n)
-            if key not in found_of:
-                found_of[key] = index.nearby(lat, lon, svc.required_skills)
-            self._key.append(key)
-        vols = self.vols
-        nv = len(vols)
-        ls = [loads.get(v.id, Load()) for v in vols]
-        self._lat = np.radians(np.fromiter((v.home.lat for v in vols), float, nv))
-        self._lon = np.radians(np.fromiter((v.home.lon for v in vols), float, nv))
-        self._radius = np.fromiter((v.radius_km for v in vols), float, nv)
-        self._cap = np.fromiter((v.capacity for v in vols), float, nv)
-        self._active = np.fromiter((x.active for x in ls), float, nv)
-        self._total = np.fromiter((x.total for x in ls), float, nv)
-        id_rank = np.empty(nv, dtype=np.int64)
-        id_rank[sorted(range(nv), key=lambda k: vols[k].id)] = np.arange(nv)
-        self._id_rank = id_rank
-        scheds: dict[tuple[tuple[int, object, object], ...], int] = {}
-        self._sched_slots: list[list[WeeklySlot]] = []
-        sched = np.empty(nv, dtype=np.int64)
-        for k, v in enumerate(vols):
-            sk = tuple((x.weekday, x.start, x.end) for x in v.availability)
-            if sk not in scheds:
-                scheds[sk] = len(scheds)
-                self._sched_slots.append(v.availability)
-            sched[k] = scheds[sk]
-        self._sched = sched
-        self._speaks: dict[str, np.ndarray] = {}
-        self._window_ok: dict[tuple[object, object, int], np.ndarray] = {}
-        self._gathered: dict[tuple[object, ...], np.ndarray] = {}
-        self._found_of = found_of
-        self._order: list[np.ndarray | None] = [None] * len(requests)
-        self._bound: list[np.ndarray | None] = [None] * len(requests)
-        self._seen: list[int] = [0] * len(requests)
-        self._found: list[list[_Option]] = [[] for _ in requests]
-
-    def _positions(self, key: tuple[object, ...], svc: ServiceTypeRecord) -> np.ndarray:
-        pos = self._gathered.get(key)
-        if pos is None:
-            found = self._found_of[key]
-            ids = map(_ID, found)
-            pos = np.fromiter(map(self._vpos.__getitem__, ids), np.int64, len(found))
-            ok = self._active[pos] < self._cap[pos]
-            if svc.required_certifications:
-                need = set(svc.required_certifications)
-                ok &= np.fromiter((need <= set(v.certifications) for v in found), bool, len(found))
-            pos = pos[ok]
-            self._gathered[key] = pos
-        return pos
-
-    def _prepare(self, i: int) -> None:
-        """Necessary conditions in numpy, then order by the score bound (ties: nearer, id)."""
-        r, svc, key = self.requests[i], self.services[i], self._key[i]
-        assert svc is not None and key is not None
-        pos = self._positions(key, svc)
-        if r.language:
-            speaks = self._speaks.get(r.language)
-            if speaks is None:
-                speaks = np.fromiter((r.language in v.languages for v in self.vols), bool)
-                self._speaks[r.language] = speaks
-            pos = pos[speaks[pos]]
-        wkey = (r.window.start, r.window.end, svc.default_duration_min)
-        window_ok = self._window_ok.get(wkey)
-        if window_ok is None:
-            window_ok = np.fromiter(
-                (covers(s, r.window, svc.default_duration_min) for s in self._sched_slots), bool
-            )
-            self._window_ok[wkey] = window_ok
-        pos = pos[window_ok[self._sched[pos]]]
-        lat, lon = math.radians(r.location.lat), math.radians(r.location.lon)
-        plat, plon = self._lat[pos], self._lon[pos]
-        h = (
-            np.sin((plat - lat) / 2) ** 2
-            + math.cos(lat) * np.cos(plat) * np.sin((plon - lon) / 2) ** 2
-        )
-        d = 2 * EARTH_RADIUS_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-        radius = self._radius[pos]
-        ok = d <= radius + _SLACK_KM
-        keep, d, radius = pos[ok], d[ok], radius[ok]
-        bound = (
-            0.45 * np.maximum(0.0, 1.0 - d / radius)
-            + 0.30 * (1.0 - self._active[keep] / self._cap[keep])
-            + 0.10 * (self._total[keep] == 0)
-            + 0.15
-        )
-        order = np.lexsort((self._id_rank[keep], d, -bound))
-        self._order[i] = keep[order]
-        self._bound[i] = bound[order]
-
-    def _eligible(self, i: int, vol: VolunteerRecord) -> _Option | None:
-        """The policy decides: the numpy filters above only skip certain rejections."""
-        r, svc = self.requests[i], self.services[i]
-        assert svc is not None
-        d = haversine_km(r.location.lat, r.location.lon, vol.home.lat, vol.home.lon)
-        load = self.loads.get(vol.id, Load())
-        if ineligibility(vol, r, svc, load, d) is not None:
-            return None
-        return _Option(vol, d, score_total(vol, r, load, d))
+        self._index = index
+        self._first_want = first_want
+        self._columns = index.load_columns(loads)
+        self._found: list[Hits | None] = [None] * len(requests)
+        self._want: list[int | None] = [None] * len(requests)
 
     def options(self, i: int, want: int | None) -> list[_Option]:
-        """Eligible options, best first, until `want` are certain (None: all of them)."""
-        if self._key[i] is None:
+        """Eligible options, best first: the best `want` (None: all of them)."""
+        r, svc = self.requests[i], self.services[i]
+        if svc is None or r.slots != 1:
             return []
-        if self._order[i] is None:
-            self._prepare(i)
-        order, bound = self._order[i], self._bound[i]
-        assert order is not None and bound is not None
-        found = self._found[i]
-        while self._seen[i] < len(order):
-            k = self._seen[i]
-            if want is not None and len(found) >= want:
-                found.sort(key=_rank_key)
-                if bound[k] + 1e-6 < found[want - 1].score:
-                    break
-            opt = self._eligible(i, self.vols[int(order[k])])
-            if opt is not None:
-                found.append(opt)
-            self._seen[i] = k + 1
-        found.sort(key=_rank_key)
-        return found if want is None else found[:want]
+        hits, searched = self._found[i], self._want[i]
+        if hits is None or not (
+            hits.complete or (want is not None and searched is not None and want <= searched)
+        ):
+            first = self._first_want
+            k = None if want is None or first is None else max(want, first)
+            hits = self._found[i] = self._index.search(r, svc, self.loads, k, self._columns)
+            self._want[i] = k
+        return hits.found if want is None else hits.found[:want]
 
 
 def _rank_key(o: _Option) -> tuple[float, float, str]:
@@ -307,7 +182,7 @@ def assign_greedy(
     loads: Mapping[str, Load],
 ) -> BatchResult:
     """First come, first served on the same inputs as `assign_batch` (the baseline)."""
-    return _greedy(_Candidates(requests, service_types, index, loads))[0]
+    return _greedy(_Candidates(requests, service_types, index, loads, 8))[0]
 
 
 def cost_matrix(
@@ -320,7 +195,7 @@ def cost_matrix(
     """Sparse costs (rows: requests; columns: capacity units) and the (volunteer id, unit)
     pair of each column. A missing entry is an ineligible pair. Stored entries are
     `1 + cost`, so that an explicit 0 never means "no edge"."""
-    cands = _Candidates(requests, service_types, index, loads)
+    cands = _Candidates(requests, service_types, index, loads, max_candidates)
     return _build(cands, max_candidates, {})[:2]
 
 
@@ -377,7 +252,7 @@ def assign_batch(
 ) -> BatchResult:
     """The min-cost assignment of the batch: as many requests as possible, then the least
     total cost. Repeatable: same inputs, same result."""
-    cands = _Candidates(requests, service_types, index, loads)
+    cands = _Candidates(requests, service_types, index, loads, max_candidates)
     _, greedy_picks = _greedy(cands)
     m, columns, per_request = _build(cands, max_candidates, greedy_picks)
     n = len(requests)

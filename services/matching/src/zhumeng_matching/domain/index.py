@@ -1,23 +1,213 @@
-"""The in-memory read model of volunteers: a spatial grid plus a skill index, so that a
-decision looks only at volunteers near the request who have the skills (DESIGN §6)."""
+"""The in-memory read model of volunteers: per-skill spatial grids banded by radius, so that a
+decision looks only at the few volunteers that could be its best candidates (DESIGN §6).
+
+Layout (all incremental: `put`, `remove`, `on_change` keep it current):
+
+* Every volunteer has a *slot*: a row in numpy columns (home lat/lon in radians, cos lat, unit
+  vector, radius and its squared chord, capacity, bit masks of skills/certifications/
+  languages, schedule id, 0.1° cell). Removed slots are reused.
+* Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
+  split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
+  cells of a quarter of its radius (at least 2 km). A bucket (grid, band, cell) holds slots:
+  a list while it is being changed, an int array once it was searched.
+
+`search` (and `best`, which adds the explanation) is best-first by an upper bound on the
+score. For an eligible volunteer at distance d with radius r the score is at most
+0.45 (1 - d/r) + 0.55 (fairness, newcomer and language at their weights). It works in rounds
+of growing ρ = d/r (0.05 first, then x4, or straight to the ρ below which nothing can beat the
+k-th best): a round gathers, from the grid of the request's rarest required skill, the
+buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R, and filters
+them in numpy (d ≤ r, other skills, certifications, language, weekly availability memoised
+per schedule id and window; in batch mode also capacity, with fairness and newcomer in the
+bound). Reachable volunteers beyond this round's ρ wait for the next round. In order of the
+bound, the policy's remaining checks run exactly in Python (haversine, radius, load) and the
+exact `policy.score_total` is computed. The search stops when the k-th best exact score beats
+the bound of everything not yet checked (with a 1e-3 margin for rounding), so its answer is
+what `policy.rank` would put first, with the same score and tie-break (-score, distance, id).
+
+The search does not look at every nearby volunteer, so it gives no rejection reasons:
+`full_rank` is the full pass (`policy.rank` over `nearby`, counted in numpy), for the reasons
+of a request nobody can take.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+import math
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from zhumeng_contracts.events import VolunteerRecord
+import numpy as np
 
-from .geo import Cell, cell_of, cells_within
+from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
+from zhumeng_contracts.events.common import WeeklySlot
+
+from .availability import CoversCache, schedule_key
+from .geo import EARTH_RADIUS_KM, cell_of, cells_within, haversine_km
+from .policy import WEIGHTS, Candidate, Load, Ranking, score, score_total
+
+BAND_EDGES_KM: tuple[float, ...] = (
+    *(2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0),
+    *(25.0, 30.0, 40.0, 50.0, 70.0, 100.0, 140.0, 200.0),
+)
+MIN_CELL_KM = 2.0
+CELL_PER_RADIUS = 4.0
+_KM_PER_DEG = 111.0  # only sizes cells; the search boxes are exact spherical bounds
+_OFF = 1 << 20  # cell keys: ((row + _OFF) << 21) | (col + _OFF)
+_COL_MASK = (1 << 21) - 1
+_NO_CELL = -(2**31)  # the 0.1° cell of a free slot: in no range
+
+# the parts of the score other than distance, at most (language is 1 for anyone eligible)
+_DIST_W = WEIGHTS["distance"]
+_REST_MAX = sum(w for k, w in WEIGHTS.items() if k != "distance")
+_EPS = 1e-3  # > the rounding of score_total (4 parts and the sum, 0.5e-4 each)
+_FIRST_RHO = 0.05  # d/r of the first round; rounds then widen (x4) or jump to what is needed
+_DEFAULT_LOAD = Load()
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """An eligible volunteer, scored exactly as `policy.score_total` scores it."""
+
+    vol: VolunteerRecord
+    distance_km: float
+    score: float
+
+
+@dataclass
+class Hits:
+    found: list[Hit]  # best first: (-score, distance, id)
+    considered: int  # volunteers checked exactly by the policy's rules
+    complete: bool  # True when `found` holds every eligible volunteer (fewer than k exist)
+
+
+Bucket = list[int] | np.ndarray
+
+
+def _unit(lat: float, lon: float) -> tuple[float, float, float]:
+    p, q = math.radians(lat), math.radians(lon)
+    return math.cos(p) * math.cos(q), math.cos(p) * math.sin(q), math.sin(p)
+
+
+class _Tokens:
+    """Bit masks of strings (skills, certifications, languages): the first 63 distinct
+    strings get a bit; any further string is checked in Python (`exact` is False)."""
+
+    def __init__(self) -> None:
+        self.bits: dict[str, int] = {}
+        self.no_bit: set[str] = set()
+
+    def mask_of(self, tokens: Iterable[str]) -> int:
+        m = 0
+        for t in tokens:
+            bit = self.bits.get(t)
+            if bit is None and t not in self.no_bit:
+                if len(self.bits) < 63:
+                    bit = self.bits[t] = 1 << len(self.bits)
+                else:
+                    self.no_bit.add(t)
+            m |= bit or 0
+        return m
+
+    def need(self, tokens: Iterable[str]) -> tuple[int, bool, bool]:
+        """(mask of the required strings, exact, anyone may have them)."""
+        m, exact = 0, True
+        for t in tokens:
+            bit = self.bits.get(t)
+            if bit is not None:
+                m |= bit
+            elif t in self.no_bit:
+                exact = False
+            else:
+                return 0, True, False  # nobody ever had it
+        return m, exact, True
+
+
+_COLUMNS: tuple[tuple[str, type, float], ...] = (
+    ("_lat", np.float64, 0.0),  # home, radians
+    ("_lon", np.float64, 0.0),
+    ("_coslat", np.float64, 0.0),
+    ("_x", np.float64, 0.0),  # home as a unit vector, for chord distances
+    ("_y", np.float64, 0.0),
+    ("_z", np.float64, 0.0),
+    ("_chord2", np.float64, 0.0),  # squared chord of the radius: inside iff chord^2 <= this
+    ("_radius", np.float64, 1.0),
+    ("_cap", np.float64, 1.0),
+    ("_skills", np.int64, 0),  # bit masks (`_Tokens`)
+    ("_certs", np.int64, 0),
+    ("_langs", np.int64, 0),
+    ("_sched", np.int64, 0),  # schedule id
+    ("_row", np.int32, _NO_CELL),  # 0.1° cell (geo.cell_of), for `nearby`
+    ("_col", np.int32, _NO_CELL),
+)
 
 
 class VolunteerIndex:
+    _lat: np.ndarray
+    _lon: np.ndarray
+    _coslat: np.ndarray
+    _x: np.ndarray
+    _y: np.ndarray
+    _z: np.ndarray
+    _chord2: np.ndarray
+    _radius: np.ndarray
+    _cap: np.ndarray
+    _skills: np.ndarray
+    _certs: np.ndarray
+    _langs: np.ndarray
+    _sched: np.ndarray
+    _row: np.ndarray
+    _col: np.ndarray
+
     def __init__(self) -> None:
         self._by_id: dict[str, VolunteerRecord] = {}
-        self._cells: dict[Cell, set[str]] = defaultdict(set)
-        self._skills: dict[str, set[str]] = defaultdict(set)
-        self._cell_of: dict[str, Cell] = {}
+        self._slot_of: dict[str, int] = {}
+        self._recs: list[VolunteerRecord | None] = []
+        self._ids: list[str | None] = []  # by slot, for dict lookups in bulk
+        self._free: list[int] = []
+        self._skills_t, self._certs_t, self._langs_t = _Tokens(), _Tokens(), _Tokens()
+        self._skill_n: dict[str, int] = {}
+        self._sched_id: dict[object, int] = {}
+        self._sched_slots: list[list[WeeklySlot]] = []
+        self._covers = CoversCache(self._sched_slots)
+        # grid key (a skill, or None: everyone) -> per band: cell key -> bucket of slots
+        self._grids: dict[str | None, list[dict[int, Bucket]]] = {}
+        self._band_rmax = [0.0] * len(BAND_EDGES_KM)
+        self._cell_deg = [
+            max(MIN_CELL_KM, e / CELL_PER_RADIUS) / _KM_PER_DEG for e in BAND_EDGES_KM
+        ]
+        self._alloc(0)
         self.max_radius_km = 0.0
+
+    # ------------------------------------------------------------------ columns
+
+    def _alloc(self, n: int) -> None:
+        """(Re)allocate the per-slot columns for n slots, keeping their contents."""
+        for name, dtype, fill in _COLUMNS:
+            new: np.ndarray = np.full(n, fill, dtype=dtype)
+            old: np.ndarray | None = getattr(self, name, None)
+            if old is not None:
+                new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _new_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        slot = len(self._recs)
+        if slot >= len(self._lat):
+            self._alloc(max(1024, 2 * len(self._lat)))
+        self._recs.append(None)
+        self._ids.append(None)
+        return slot
+
+    def _place(self, vol: VolunteerRecord) -> tuple[int, int]:
+        """(band, cell key) of a volunteer in the grids."""
+        b = min(bisect_left(BAND_EDGES_KM, vol.radius_km), len(BAND_EDGES_KM) - 1)
+        c = self._cell_deg[b]
+        key = ((math.floor(vol.home.lat / c) + _OFF) << 21) | (math.floor(vol.home.lon / c) + _OFF)
+        return b, key
+
+    # ------------------------------------------------------------------ changes
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -27,25 +217,68 @@ class VolunteerIndex:
 
     def put(self, vol: VolunteerRecord) -> None:
         self.remove(vol.id)
+        slot = self._new_slot()
         self._by_id[vol.id] = vol
-        cell = cell_of(vol.home.lat, vol.home.lon)
-        self._cell_of[vol.id] = cell
-        self._cells[cell].add(vol.id)
-        for skill in vol.skills:
-            self._skills[skill].add(vol.id)
-        # radii only grow here; a stale larger maximum just widens the search slightly
+        self._slot_of[vol.id] = slot
+        self._recs[slot] = vol
+        self._ids[slot] = vol.id
+        lat = math.radians(vol.home.lat)
+        self._lat[slot] = lat
+        self._lon[slot] = math.radians(vol.home.lon)
+        self._coslat[slot] = math.cos(lat)
+        self._x[slot], self._y[slot], self._z[slot] = _unit(vol.home.lat, vol.home.lon)
+        self._chord2[slot] = (2 * math.sin(min(math.pi, vol.radius_km / EARTH_RADIUS_KM) / 2)) ** 2
+        self._radius[slot] = vol.radius_km
+        self._cap[slot] = vol.capacity
+        self._skills[slot] = self._skills_t.mask_of(vol.skills)
+        self._certs[slot] = self._certs_t.mask_of(vol.certifications)
+        self._langs[slot] = self._langs_t.mask_of(vol.languages)
+        skey = schedule_key(vol.availability)
+        sid = self._sched_id.get(skey)
+        if sid is None:
+            sid = self._sched_id[skey] = len(self._sched_slots)
+            self._sched_slots.append(vol.availability)
+        self._sched[slot] = sid
+        self._row[slot], self._col[slot] = cell_of(vol.home.lat, vol.home.lon)
+        b, key = self._place(vol)
+        self._band_rmax[b] = max(self._band_rmax[b], vol.radius_km)
+        for g in (None, *set(vol.skills)):
+            if g is not None:
+                self._skill_n[g] = self._skill_n.get(g, 0) + 1
+            grid = self._grids.get(g)
+            if grid is None:
+                grid = self._grids[g] = [{} for _ in BAND_EDGES_KM]
+            bucket = grid[b].get(key)
+            if bucket is None:
+                grid[b][key] = [slot]
+            elif isinstance(bucket, list):
+                bucket.append(slot)
+            else:
+                grid[b][key] = [*bucket.tolist(), slot]
+        # radii only grow here; a stale larger maximum just widens `nearby` slightly
         self.max_radius_km = max(self.max_radius_km, vol.radius_km)
 
     def remove(self, volunteer_id: str) -> None:
         old = self._by_id.pop(volunteer_id, None)
         if old is None:
             return
-        cell = self._cell_of.pop(volunteer_id)
-        self._cells[cell].discard(volunteer_id)
-        if not self._cells[cell]:
-            del self._cells[cell]
-        for skill in old.skills:
-            self._skills[skill].discard(volunteer_id)
+        slot = self._slot_of.pop(volunteer_id)
+        b, key = self._place(old)
+        for g in (None, *set(old.skills)):
+            if g is not None:
+                self._skill_n[g] -= 1
+            cells = self._grids[g][b]
+            bucket = cells[key]
+            if isinstance(bucket, list):
+                bucket.remove(slot)
+            else:
+                bucket = cells[key] = bucket[bucket != slot]
+            if len(bucket) == 0:
+                del cells[key]
+        self._recs[slot] = None
+        self._ids[slot] = None
+        self._row[slot] = self._col[slot] = _NO_CELL
+        self._free.append(slot)
 
     def on_change(self, key: str, record: VolunteerRecord | None) -> None:
         """Listener for the catalog view."""
@@ -54,26 +287,326 @@ class VolunteerIndex:
         else:
             self.put(record)
 
+    def all(self) -> list[VolunteerRecord]:
+        return list(self._by_id.values())
+
+    # ------------------------------------------------------------------ the full pass
+
+    def _nearby_slots(self, lat: float, lon: float, required_skills: Iterable[str]) -> np.ndarray:
+        need = list(dict.fromkeys(required_skills))
+        mask, exact, possible = self._skills_t.need(need)
+        if not possible or not self._by_id:
+            return np.zeros(0, dtype=np.intp)
+        cells = cells_within(lat, lon, self.max_radius_km)
+        (lo_r, lo_c), (hi_r, hi_c) = cells[0], cells[-1]
+        n = len(self._recs)
+        row, col = self._row[:n], self._col[:n]
+        m = (row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)
+        if mask:
+            m &= (self._skills[:n] & mask) == mask
+        pos = np.flatnonzero(m)
+        if not exact:
+            want = set(need)
+            keep = [want <= set(self._rec(s).skills) for s in pos.tolist()]
+            pos = pos[np.array(keep, dtype=bool)]
+        return pos
+
+    def _rec(self, slot: int) -> VolunteerRecord:
+        vol = self._recs[slot]
+        assert vol is not None
+        return vol
+
     def nearby(
         self, lat: float, lon: float, required_skills: Iterable[str]
     ) -> list[VolunteerRecord]:
-        """Volunteers in cells within the largest radius of the point, holding every
-        required skill. Exact distance and the volunteer's own radius are checked later."""
-        skill_sets = [self._skills.get(s, set()) for s in required_skills]
-        skilled: set[str] | None = None
-        if skill_sets:
-            skill_sets.sort(key=len)
-            skilled = set(skill_sets[0]).intersection(*skill_sets[1:])
-            if not skilled:
-                return []
-        found: list[VolunteerRecord] = []
-        for cell in cells_within(lat, lon, self.max_radius_km):
-            ids = self._cells.get(cell)
-            if not ids:
-                continue
-            for vid in ids if skilled is None else ids & skilled:
-                found.append(self._by_id[vid])
-        return found
+        """Volunteers in the 0.1° cells within the largest radius of the point, holding every
+        required skill (exact distance and the volunteer's own radius are checked later).
+        This is the full pass that `policy.rank` counts rejection reasons over; decisions use
+        `best`/`search`, which look at far fewer volunteers."""
+        return [self._rec(s) for s in self._nearby_slots(lat, lon, required_skills).tolist()]
 
-    def all(self) -> list[VolunteerRecord]:
-        return list(self._by_id.values())
+    def full_rank(
+        self, request: RequestPosted, service: ServiceTypeRecord, loads: Mapping[str, Load]
+    ) -> Ranking:
+        """Exactly `policy.rank(request, service, self.nearby(...), loads)` (candidates,
+        `rejected` and `considered`), with the rejections counted in numpy: the reasons of
+        an unmatched request without a Python pass over thousands of volunteers."""
+        lat, lon = request.location.lat, request.location.lon
+        pos = self._nearby_slots(lat, lon, service.required_skills)
+        ranking = Ranking(candidates=[], considered=len(pos))
+        if not len(pos):
+            return ranking
+        # nearby holds only volunteers with every required skill: no "missing_skill"
+        need_c = set(service.required_certifications)
+        cmask, c_exact, c_possible = self._certs_t.need(need_c)
+        if not c_possible:
+            ok = np.zeros(len(pos), dtype=bool)
+        elif c_exact:
+            ok = (self._certs[pos] & cmask) == cmask
+        else:
+            ok = np.array([need_c <= set(self._rec(s).certifications) for s in pos.tolist()])
+        counts: list[tuple[str, np.ndarray]] = [("missing_certification", ~ok)]
+        # radius: chords in numpy (no trigonometry), then the exact haversine where numpy is
+        # within float noise of the radius
+        x0, y0, z0 = _unit(lat, lon)
+        c2 = (self._x[pos] - x0) ** 2
+        c2 += (self._y[pos] - y0) ** 2
+        c2 += (self._z[pos] - z0) ** 2
+        limit = self._chord2[pos]
+        inside = c2 <= limit
+        for j in np.flatnonzero(np.abs(c2 - limit) <= 1e-9 * limit + 1e-15).tolist():
+            v = self._rec(int(pos[j]))
+            inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
+        counts.append(("out_of_radius", ok & ~inside))
+        ok &= inside
+        # capacity: the load cache is a dict, so one lookup per volunteer still in the running
+        idx = np.flatnonzero(ok)
+        ids = [self._ids[s] for s in pos[idx].tolist()]
+        got = [loads.get(i) for i in ids if i is not None]
+        busy = [j for j, g in enumerate(got) if g is not None]
+        active = np.zeros(len(idx))
+        active[busy] = [got[j].active for j in busy]  # type: ignore[union-attr]
+        full = np.zeros(len(pos), dtype=bool)
+        full[idx] = active >= self._cap[pos[idx]]
+        counts.append(("no_capacity", ok & full))
+        ok &= ~full
+        lang = request.language
+        if lang:
+            lmask, l_exact, l_possible = self._langs_t.need([lang])
+            if not l_possible:
+                speaks = np.zeros(len(pos), dtype=bool)
+            elif l_exact:
+                speaks = (self._langs[pos] & lmask) != 0
+            else:
+                speaks = np.array([lang in self._rec(s).languages for s in pos.tolist()])
+            counts.append(("language", ok & ~speaks))
+            ok &= speaks
+        idx = np.flatnonzero(ok)
+        avail = np.zeros(len(pos), dtype=bool)
+        avail[idx] = self._covers.ok(
+            self._sched[pos[idx]], request.window, service.default_duration_min
+        )
+        counts.append(("not_available", ok & ~avail))
+        ok &= avail
+        for reason, mask in counts:
+            n = int(np.count_nonzero(mask))
+            if n:
+                ranking.rejected[reason] = n
+        for s in pos[ok].tolist():
+            vol = self._rec(s)
+            dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
+            total, parts = score(vol, request, loads.get(vol.id, _DEFAULT_LOAD), dist)
+            ranking.candidates.append(Candidate(vol, dist, total, parts))
+        ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
+        return ranking
+
+    # ------------------------------------------------------------------ the fast path
+
+    def load_columns(self, loads: Mapping[str, Load]) -> tuple[np.ndarray, np.ndarray]:
+        """(active, total) per slot, for `search(..., columns=...)` in batch mode (one pass
+        over `loads`; single decisions use the dict directly)."""
+        active = np.zeros(len(self._lat))
+        total = np.zeros(len(self._lat))
+        for vid, load in loads.items():
+            slot = self._slot_of.get(vid)
+            if slot is not None:
+                active[slot], total[slot] = load.active, load.total
+        return active, total
+
+    def _gather(
+        self,
+        grid: list[dict[int, Bucket]],
+        lat: float,
+        lon: float,
+        rho: float,
+        seen: list[tuple[int, int, int, int] | None],
+    ) -> list[np.ndarray]:
+        """Buckets that may hold a volunteer within ρ x (its band's radius) of the point,
+        except those of the boxes in `seen` (gathered by earlier rounds; updated)."""
+        parts: list[np.ndarray] = []
+        phi = math.radians(lat)
+        for b, cells in enumerate(grid):
+            if not cells:
+                continue
+            delta = rho * self._band_rmax[b] / EARTH_RADIUS_KM * (1 + 1e-9) + 1e-12
+            dlat = math.degrees(delta)
+            x = math.sin(delta) / max(1e-12, math.cos(phi))
+            everything = delta >= math.pi / 2 - abs(phi) or x >= 1
+            dlon = 360.0 if everything else math.degrees(math.asin(x)) * (1 + 1e-9) + 1e-12
+            if everything or lon - dlon < -180 or lon + dlon > 180:
+                box = (-(1 << 19), 1 << 19, -(1 << 19), 1 << 19)  # a pole or the antimeridian
+            else:
+                c = self._cell_deg[b]
+                box = (
+                    math.floor((lat - dlat) / c),
+                    math.floor((lat + dlat) / c),
+                    math.floor((lon - dlon) / c),
+                    math.floor((lon + dlon) / c),
+                )
+            old = seen[b]
+            if old == box:
+                continue
+            seen[b] = box
+            r0, r1, c0, c1 = box
+            if (r1 - r0 + 1) * (c1 - c0 + 1) <= len(cells):
+                keys: list[int] = [
+                    ((r + _OFF) << 21) | (cc + _OFF)
+                    for r in range(r0, r1 + 1)
+                    for cc in range(c0, c1 + 1)
+                    if old is None or not (old[0] <= r <= old[1] and old[2] <= cc <= old[3])
+                ]
+            else:  # a sparse grid (a rare skill): walk its buckets instead of the box
+                keys = []
+                for key in cells:
+                    r, cc = (key >> 21) - _OFF, (key & _COL_MASK) - _OFF
+                    inside = r0 <= r <= r1 and c0 <= cc <= c1
+                    if inside and (
+                        old is None or not (old[0] <= r <= old[1] and old[2] <= cc <= old[3])
+                    ):
+                        keys.append(key)
+            for k in keys:
+                bucket = cells.get(k)
+                if bucket is None:
+                    continue
+                if isinstance(bucket, list):
+                    bucket = cells[k] = np.array(bucket, dtype=np.intp)
+                parts.append(bucket)
+        return parts
+
+    def search(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        loads: Mapping[str, Load],
+        k: int | None,
+        columns: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Hits:
+        """The k best eligible volunteers (all of them for k=None), best first, scored and
+        ordered exactly as `policy.rank` does. `columns` (from `load_columns(loads)`, same
+        loads) also prunes by capacity, fairness and newcomer in numpy."""
+        none = Hits([], 0, True)
+        need_skills = list(dict.fromkeys(service.required_skills))
+        if need_skills:
+            if any(self._skill_n.get(s, 0) <= 0 for s in need_skills):
+                return none
+            rarest: str | None = min(need_skills, key=lambda s: self._skill_n[s])
+        else:
+            rarest = None
+        grid = self._grids.get(rarest)
+        if grid is None:
+            return none
+        smask, s_exact, ok1 = self._skills_t.need(need_skills)
+        cmask, c_exact, ok2 = self._certs_t.need(service.required_certifications)
+        lang = request.language
+        lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
+        if not (ok1 and ok2 and ok3):
+            return none
+        need_s, need_c = set(need_skills), set(service.required_certifications)
+        rlat, rlon = request.location.lat, request.location.lon
+        lat0, lon0 = math.radians(rlat), math.radians(rlon)
+        cos0 = math.cos(lat0)
+        window, dur = request.window, service.default_duration_min
+        recs = self._recs
+        top: list[tuple[float, float, str, VolunteerRecord]] = []
+        kth = -math.inf  # the k-th best exact score once k are known
+        considered = 0
+        hi = 1.0 if k is None else min(1.0, _FIRST_RHO * max(1.0, math.sqrt(k / 5)))
+        seen: list[tuple[int, int, int, int] | None] = [None] * len(BAND_EDGES_KM)
+        # reachable volunteers gathered by earlier rounds but beyond their ratio: slot, d/r
+        carry_pos = np.zeros(0, dtype=np.intp)
+        carry_ratio = np.zeros(0)
+        while True:
+            parts = self._gather(grid, rlat, rlon, hi, seen)
+            if parts:
+                pos = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                plat = self._lat[pos]
+                h = np.sin((plat - lat0) * 0.5) ** 2 + cos0 * self._coslat[pos] * (
+                    np.sin((self._lon[pos] - lon0) * 0.5) ** 2
+                )
+                ratio = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+                ratio /= self._radius[pos]
+                m = ratio <= 1.0 + 1e-9
+                if smask:
+                    m &= (self._skills[pos] & smask) == smask
+                if cmask:
+                    m &= (self._certs[pos] & cmask) == cmask
+                if lmask:
+                    m &= (self._langs[pos] & lmask) != 0
+                if columns is not None:
+                    m &= columns[0][pos] < self._cap[pos]
+                idx = np.flatnonzero(m)
+                pos, ratio = pos[idx], ratio[idx]
+                ok = self._covers.ok(self._sched[pos], window, dur)
+                pos, ratio = pos[ok], ratio[ok]
+                if len(carry_pos):
+                    pos = np.concatenate((carry_pos, pos))
+                    ratio = np.concatenate((carry_ratio, ratio))
+            else:
+                pos, ratio = carry_pos, carry_ratio
+            now = ratio <= (hi if hi < 1.0 else 1.0 + 1e-9)
+            carry_pos, carry_ratio = pos[~now], ratio[~now]
+            pos, ratio = pos[now], ratio[now]
+            if len(pos):
+                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio)
+                if columns is not None:
+                    active, cap = columns[0][pos], self._cap[pos]
+                    bound += WEIGHTS["fairness"] * (1.0 - active / cap)
+                    bound += WEIGHTS["newcomer"] * (columns[1][pos] == 0) + WEIGHTS["language"]
+                else:
+                    bound += _REST_MAX
+                order = np.argsort(-bound, kind="stable")
+                for s, b in zip(pos[order].tolist(), bound[order].tolist(), strict=True):
+                    if b + _EPS < kth:
+                        break  # the rest of this round is sorted below the k-th best
+                    considered += 1
+                    vol = recs[s]
+                    assert vol is not None
+                    d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
+                    if d > vol.radius_km:
+                        continue
+                    load = loads.get(vol.id, _DEFAULT_LOAD)
+                    if load.active >= vol.capacity:
+                        continue
+                    if not s_exact and not need_s <= set(vol.skills):
+                        continue
+                    if not c_exact and not need_c <= set(vol.certifications):
+                        continue
+                    if not l_exact and lang not in vol.languages:
+                        continue
+                    insort(top, (-score_total(vol, request, load, d), d, vol.id, vol))
+                    if k is not None and len(top) >= k:
+                        del top[k:]
+                        kth = -top[-1][0]
+            if hi >= 1.0:
+                break
+            # everything not gathered yet has d/r > hi: its bound is below this
+            if _DIST_W * (1.0 - hi) + _REST_MAX + _EPS < kth:
+                break
+            if kth > -math.inf:  # the ratio beyond which nothing can reach the k-th best
+                hi = 1.0 - (kth - _EPS - _REST_MAX) / _DIST_W + 1e-9
+            else:
+                hi *= 4
+            hi = 1.0 if hi > 0.7 else hi
+        found = [Hit(v, d, -ns) for ns, d, _, v in top]
+        return Hits(found, considered, k is None or len(found) < k)
+
+    def best(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        loads: Mapping[str, Load],
+        k: int = 5,
+    ) -> Ranking:
+        """The k best eligible candidates, best first, with their explanation: the same
+        candidates, scores, parts and order as the first k of `policy.rank` over `nearby`.
+
+        `considered` counts the volunteers checked exactly, and `rejected` stays empty: the
+        search does not look at every nearby volunteer, so it cannot say why the others do
+        not qualify. When nothing eligible is found, the caller computes the reasons with
+        the full pass, `policy.rank(request, service, index.nearby(...), loads)`."""
+        hits = self.search(request, service, loads, k)
+        ranking = Ranking(candidates=[], considered=hits.considered)
+        for h in hits.found:
+            total, parts = score(h.vol, request, loads.get(h.vol.id, _DEFAULT_LOAD), h.distance_km)
+            ranking.candidates.append(Candidate(h.vol, h.distance_km, total, parts))
+        return ranking

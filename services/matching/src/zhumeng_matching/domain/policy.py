@@ -76,12 +76,24 @@ def _figures(
     }
 
 
+_W_DIST, _W_FAIR, _W_NEW, _W_LANG = (
+    WEIGHTS[k] for k in ("distance", "fairness", "newcomer", "language")
+)
+
+
 def score_total(
     vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
 ) -> float:
-    """`score(...)[0]` without building the explanation (same arithmetic, same float)."""
-    figures = _figures(vol, request, load, distance_km)
-    return round(sum(round(v * WEIGHTS[k], 4) for k, v in figures.items()), 4)
+    """`score(...)[0]` without building the explanation: the same arithmetic in the same
+    order (the parts in `WEIGHTS` order, each rounded, then the sum), so the same float."""
+    lang = 1.0 if request.language is None or request.language in vol.languages else 0.0
+    return round(
+        round(max(0.0, 1.0 - distance_km / vol.radius_km) * _W_DIST, 4)
+        + round((1.0 - load.active / vol.capacity) * _W_FAIR, 4)
+        + round((1.0 if load.total == 0 else 0.0) * _W_NEW, 4)
+        + round(lang * _W_LANG, 4),
+        4,
+    )
 
 
 def score(

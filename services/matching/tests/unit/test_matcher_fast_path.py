@@ -1,0 +1,109 @@
+"""The matcher on the index's best-first search: a refused reservation (stale load cache, a
+volunteer who cannot take it after all) moves on to the next candidate in `rank` order, and the
+reasons of an unmatched request come from the full pass."""
+
+from typing import Any
+
+import pytest
+
+from zhumeng_contracts.events import ServiceTypeRecord
+from zhumeng_kit.views import View
+from zhumeng_matching.app.matcher import Matcher
+from zhumeng_matching.domain.index import VolunteerIndex
+from zhumeng_matching.domain.policy import Load, rank
+from zhumeng_matching.examples import request, service, volunteer
+
+pytestmark = pytest.mark.unit
+
+
+class RefusingLoads:
+    """The cache says everyone is free; the store refuses the volunteers in `refuse`."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.refuse = refuse
+        self.attempts: list[str] = []
+        self.held: dict[str, str] = {}
+
+    def cached(self) -> dict[str, Load]:
+        return {}
+
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+        self.attempts.append(volunteer_id)
+        if volunteer_id in self.refuse:
+            return False
+        self.held[request_id] = volunteer_id
+        return True
+
+    async def holders_of(self, request_id: str) -> list[str]:
+        return [self.held[request_id]] if request_id in self.held else []
+
+    async def release(self, volunteer_id: str, request_id: str) -> bool:
+        return self.held.pop(request_id, None) == volunteer_id
+
+
+class Decisions:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    async def begin(
+        self, request_id: str, event_id: str, posted: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        created = request_id not in self.docs
+        return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []}), created
+
+    async def finish(
+        self, request_id: str, state: str, fields: dict[str, Any], entries: list[dict[str, Any]]
+    ) -> bool:
+        doc = self.docs[request_id]
+        if doc["state"] != "deciding":
+            return False
+        doc.update(state=state, **fields)
+        doc["outbox"].extend(entries)
+        return True
+
+    async def get(self, request_id: str) -> dict[str, Any] | None:
+        return self.docs.get(request_id)
+
+    async def save_lifecycle(
+        self, request_id: str, version: int, lifecycle: dict[str, Any], entries: list[Any]
+    ) -> bool:
+        raise NotImplementedError
+
+
+def town(n: int) -> VolunteerIndex:
+    index = VolunteerIndex()
+    for i in range(n):
+        index.put(volunteer(f"v{i:02d}", lon=118.24 + i * 0.003, radius_km=5 + i % 4))
+    return index
+
+
+def matcher(index: VolunteerIndex, loads: RefusingLoads) -> tuple[Matcher, Decisions]:
+    types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
+    types.apply("haircut", service())
+    decisions = Decisions()
+    return Matcher(index, types, loads, decisions), decisions
+
+
+async def test_refused_reservations_move_on_in_rank_order() -> None:
+    index = town(30)
+    r = request(request_id="r1")
+    order = [c.volunteer.id for c in rank(r, service(), index.all(), {}).candidates]
+    # more refusals than the first batch of candidates: the search is asked for more
+    loads = RefusingLoads(set(order[:7]))
+    m, decisions = matcher(index, loads)
+    assert await m.on_request_posted("e1", r) == "assigned"
+    assert loads.attempts == order[:8]
+    assert decisions.docs["r1"]["volunteer_id"] == order[7]
+
+
+async def test_everyone_refused_gives_the_reasons_of_the_full_pass() -> None:
+    index = town(12)
+    index.put(
+        volunteer("far", lat=25.55, radius_km=5)
+    )  # in the 0.1° cells searched, out of its radius
+    r = request(request_id="r1")
+    loads = RefusingLoads({v.id for v in index.all()})
+    m, decisions = matcher(index, loads)
+    assert await m.on_request_posted("e1", r) == "unmatched"
+    assert sorted(loads.attempts) == sorted(f"v{i:02d}" for i in range(12))  # each once
+    assert decisions.docs["r1"]["reasons"] == {"no_capacity": 12, "out_of_radius": 1}
