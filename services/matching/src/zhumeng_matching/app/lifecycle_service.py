@@ -29,7 +29,7 @@ from ..adapters.match_codec import decode, encode
 from ..domain import lifecycle as lc
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
-from ..domain.policy import Candidate, Load, rank, score
+from ..domain.policy import Candidate, Load, score
 from .ports import DecisionStore, LoadStore, Timers
 
 SOURCE = "zhumeng/matching"
@@ -73,12 +73,8 @@ class LifecycleService:
             return match
         now = datetime.now(UTC)
         ttl = timedelta(minutes=service.offer_ttl_min)
-        nearby = self._index.nearby(
-            request.location.lat, request.location.lon, service.required_skills
-        )
-        ranking = rank(request, service, nearby, self._loads.cached())
         tried = {o.volunteer_id for o in match.offers} | {a.volunteer_id for a in match.assignments}
-        fresh = [c for c in ranking.candidates if c.volunteer.id not in tried]
+        fresh = self._fresh(request, service, tried, len(match.free_slots))
         if not fresh and not match.open_offers and not match.live_assignments:
             return await self._apply(request_id, _give_up(now))
         if fresh and self._timers is not None:
@@ -178,24 +174,36 @@ class LifecycleService:
         if service is None or not match.free_slots or match.state in lc.FINAL:
             return None
         tried = {a.volunteer_id for a in match.assignments}
-        nearby = self._index.nearby(
-            request.location.lat, request.location.lon, service.required_skills
-        )
-        ranking = rank(request, service, nearby, self._loads.cached())
-        for candidate in ranking.candidates:
-            if candidate.volunteer.id in tried:
-                continue
+        fresh = self._fresh(request, service, tried, len(match.free_slots) + 5)
+        for candidate in fresh:
             vid = candidate.volunteer.id
             if not await self._loads.reserve(vid, request_id, candidate.volunteer.capacity):
                 continue
             try:
                 return await self._apply(
-                    request_id, _assign_to(candidate, datetime.now(UTC), ranking.considered)
+                    request_id, _assign_to(candidate, datetime.now(UTC), len(fresh))
                 )
             except (Conflict, NotFound):
                 await self._loads.release(vid, request_id)  # the match changed meanwhile
                 return None
         return None
+
+    def _fresh(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        excluded: set[str],
+        needed: int,
+    ) -> list[Candidate]:
+        """The best eligible volunteers not in `excluded`, best first, at least `needed` of
+        them when there are that many (the index's best-first search, widened as needed)."""
+        k = needed + len(excluded) + 5
+        while True:
+            found = self._index.best(request, service, self._loads.cached(), k)
+            fresh = [c for c in found.candidates if c.volunteer.id not in excluded]
+            if len(fresh) >= needed or len(found.candidates) < k:
+                return fresh
+            k *= 4
 
     # ---- the compare-and-set loop ----------------------------------------------------------
 
