@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from zhumeng_contracts.events import RequestCancelled, RequestPosted
 from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import bearer, eventually, publish, read_topic
+from zhumeng_devstack.testing import bearer, eventually, publish, publish_request, read_topic
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_lc", "admin")
@@ -67,7 +67,7 @@ async def load_of(platform: Platform, volunteer_id: str) -> dict[str, Any]:
 
 async def test_check_in_check_out_credits_hours_and_releases_capacity(platform: Platform) -> None:
     event = posted()
-    await publish(platform.kafka.bootstrap, event)
+    await publish_request(platform.kafka.bootstrap, event)
     (a,) = await assigned(platform, event.request_id)
     vid, asg, code = a["volunteer_id"], a["assignment_id"], a["checkin_code"]
     assert event.request_id in (await load_of(platform, vid))["active"]
@@ -110,7 +110,7 @@ async def test_check_in_check_out_credits_hours_and_releases_capacity(platform: 
 
 async def test_no_show_reassigns_to_someone_else(platform: Platform) -> None:
     event = posted()
-    await publish(platform.kafka.bootstrap, event)
+    await publish_request(platform.kafka.bootstrap, event)
     (first,) = await assigned(platform, event.request_id)
     base = f"/v1/matches/{event.request_id}/assignments/{first['assignment_id']}"
     async with httpx.AsyncClient(base_url=platform.url("matching"), timeout=10) as api:
@@ -125,7 +125,7 @@ async def test_no_show_reassigns_to_someone_else(platform: Platform) -> None:
 
 async def test_cancellation_releases_the_volunteer(platform: Platform) -> None:
     event = posted()
-    await publish(platform.kafka.bootstrap, event)
+    await publish_request(platform.kafka.bootstrap, event)
     (a,) = await assigned(platform, event.request_id)
     cancel = RequestCancelled(
         request_id=event.request_id, by="requester", cancelled_at=datetime.now(UTC)

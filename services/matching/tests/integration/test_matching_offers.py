@@ -15,7 +15,7 @@ import pytest
 from zhumeng_contracts.events import RequestPosted
 from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import bearer, eventually, publish, read_topic
+from zhumeng_devstack.testing import bearer, eventually, publish_request, read_topic
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_offers", "admin")
@@ -81,7 +81,7 @@ async def test_accepting_an_offer_assigns_the_volunteer(
     platform: Platform, offered_service: str
 ) -> None:
     event = posted(offered_service)
-    await publish(platform.kafka.bootstrap, event)
+    await publish_request(platform.kafka.bootstrap, event)
     (offer,) = await wait_for(platform, event.request_id, "zhumeng.offer.made.v1")
     vid = offer["volunteer_id"]
     me = bearer(vid, "volunteer")
@@ -111,7 +111,7 @@ async def test_declining_moves_the_offer_to_someone_else(
     platform: Platform, offered_service: str
 ) -> None:
     event = posted(offered_service)
-    await publish(platform.kafka.bootstrap, event)
+    await publish_request(platform.kafka.bootstrap, event)
     (first,) = await wait_for(platform, event.request_id, "zhumeng.offer.made.v1")
     async with httpx.AsyncClient(base_url=platform.url("matching"), timeout=10) as api:
         declined = await api.post(
@@ -128,7 +128,7 @@ async def test_an_unanswered_offer_expires_once_across_a_crash(
     platform: Platform, offered_service: str
 ) -> None:
     event = posted(offered_service)
-    await publish(platform.kafka.bootstrap, event)
+    await publish_request(platform.kafka.bootstrap, event)
     (first,) = await wait_for(platform, event.request_id, "zhumeng.offer.made.v1")
     platform.services["matching"].kill()  # kill -9 while the offer is pending
     await asyncio.sleep(2)

@@ -14,7 +14,14 @@ from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import RequestPosted
 from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import bearer, committed_past, eventually, publish, read_topic
+from zhumeng_devstack.testing import (
+    bearer,
+    committed_past,
+    eventually,
+    publish,
+    publish_request,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_it", "admin")
@@ -44,7 +51,7 @@ async def outcomes(platform: Platform, request_id: str) -> list[Any]:
 async def test_assigns_once_even_when_the_request_arrives_twice(platform: Platform) -> None:
     event = posted()
     headers = EventMeta.new(event, "zhumeng/tests").to_headers()
-    await publish(platform.kafka.bootstrap, event, headers=headers)
+    await publish_request(platform.kafka.bootstrap, event, headers=headers)
 
     async def decided() -> list[Any] | None:
         return await outcomes(platform, event.request_id) or None
@@ -80,7 +87,7 @@ async def test_assigns_once_even_when_the_request_arrives_twice(platform: Platfo
 
 async def test_certification_is_required_and_reasons_are_counted(platform: Platform) -> None:
     event = posted("dental_clinic").model_copy(update={"language": "english"})
-    await publish(platform.kafka.bootstrap, event)
+    await publish_request(platform.kafka.bootstrap, event)
 
     async def decided() -> list[Any] | None:
         return await outcomes(platform, event.request_id) or None
@@ -100,7 +107,7 @@ async def test_certification_is_required_and_reasons_are_counted(platform: Platf
 
 async def test_unknown_service_type_goes_to_the_dead_letter_topic(platform: Platform) -> None:
     event = posted("time_travel")
-    part, off = await publish(platform.kafka.bootstrap, event)
+    part, off = await publish_request(platform.kafka.bootstrap, event)
 
     async def dead() -> list[Any] | None:
         found = [

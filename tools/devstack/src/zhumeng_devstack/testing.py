@@ -279,3 +279,24 @@ async def committed_past(
         return meta is not None and meta.offset > offset
     finally:
         await admin.close()
+
+
+async def publish_request(
+    bootstrap: str,
+    posted: Any,
+    email: str | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> tuple[int, int]:
+    """What the requests service publishes for a new request: the requester's contact first
+    (notify needs it to tell them), then `RequestPosted`; returns where the latter landed."""
+    from zhumeng_contracts.events import RequesterContact
+
+    contact = RequesterContact(
+        request_id=posted.request_id,
+        requester_id=f"res_{posted.request_id}",
+        name="测试居民",
+        phone="13900000000",
+        email=email,
+    )
+    await publish(bootstrap, contact)
+    return await publish(bootstrap, posted, headers=headers)
