@@ -1,8 +1,6 @@
 """The matcher's use case on fake stores: exactly one outcome per request, across redelivery
 and a crash between taking capacity and recording the decision."""
 
-from typing import Any
-
 import pytest
 
 from zhumeng_contracts.events import ServiceTypeRecord
@@ -10,72 +8,10 @@ from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.views import View
 from zhumeng_matching.app.matcher import Matcher
 from zhumeng_matching.domain.index import VolunteerIndex
-from zhumeng_matching.domain.policy import Load
 from zhumeng_matching.examples import request, service, volunteer
+from zhumeng_matching.fakes import FakeDecisions, FakeLoads
 
 pytestmark = pytest.mark.unit
-
-
-class FakeLoads:
-    def __init__(self) -> None:
-        self.active: dict[str, list[str]] = {}
-        self.total: dict[str, int] = {}
-
-    def cached(self) -> dict[str, Load]:
-        return {k: Load(len(v), self.total.get(k, 0)) for k, v in self.active.items()}
-
-    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
-        held = self.active.setdefault(volunteer_id, [])
-        if request_id in held:
-            return True
-        if len(held) >= capacity:
-            return False
-        held.append(request_id)
-        self.total[volunteer_id] = self.total.get(volunteer_id, 0) + 1
-        return True
-
-    async def holders_of(self, request_id: str) -> list[str]:
-        return sorted(v for v, reqs in self.active.items() if request_id in reqs)
-
-    async def release(self, volunteer_id: str, request_id: str) -> bool:
-        held = self.active.get(volunteer_id, [])
-        if request_id not in held:
-            return False
-        held.remove(request_id)
-        return True
-
-
-class FakeDecisions:
-    def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
-        self.fail_next_finish = False
-
-    async def begin(
-        self, request_id: str, event_id: str, posted: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        created = request_id not in self.docs
-        return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []}), created
-
-    async def finish(
-        self, request_id: str, state: str, fields: dict[str, Any], entries: list[dict[str, Any]]
-    ) -> bool:
-        if self.fail_next_finish:
-            self.fail_next_finish = False
-            raise ConnectionError("database went away")
-        doc = self.docs[request_id]
-        if doc["state"] != "deciding":
-            return False
-        doc.update(state=state, **fields)
-        doc["outbox"].extend(entries)
-        return True
-
-    async def get(self, request_id: str) -> dict[str, Any] | None:
-        return self.docs.get(request_id)
-
-    async def save_lifecycle(
-        self, request_id: str, version: int, lifecycle: dict[str, Any], entries: list[Any]
-    ) -> bool:
-        raise NotImplementedError("not used by the matcher")
 
 
 def make(capacity: int = 1, n: int = 2) -> tuple[Matcher, FakeLoads, FakeDecisions]:

@@ -2,8 +2,6 @@
 volunteer who cannot take it after all) moves on to the next candidate in `rank` order, and the
 reasons of an unmatched request come from the full pass."""
 
-from typing import Any
-
 import pytest
 
 from zhumeng_contracts.events import ServiceTypeRecord
@@ -12,6 +10,7 @@ from zhumeng_matching.app.matcher import Matcher
 from zhumeng_matching.domain.index import VolunteerIndex
 from zhumeng_matching.domain.policy import Load, rank
 from zhumeng_matching.examples import request, service, volunteer
+from zhumeng_matching.fakes import FakeDecisions
 
 pytestmark = pytest.mark.unit
 
@@ -41,35 +40,6 @@ class RefusingLoads:
         return self.held.pop(request_id, None) == volunteer_id
 
 
-class Decisions:
-    def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
-
-    async def begin(
-        self, request_id: str, event_id: str, posted: dict[str, Any]
-    ) -> tuple[dict[str, Any], bool]:
-        created = request_id not in self.docs
-        return self.docs.setdefault(request_id, {"state": "deciding", "outbox": []}), created
-
-    async def finish(
-        self, request_id: str, state: str, fields: dict[str, Any], entries: list[dict[str, Any]]
-    ) -> bool:
-        doc = self.docs[request_id]
-        if doc["state"] != "deciding":
-            return False
-        doc.update(state=state, **fields)
-        doc["outbox"].extend(entries)
-        return True
-
-    async def get(self, request_id: str) -> dict[str, Any] | None:
-        return self.docs.get(request_id)
-
-    async def save_lifecycle(
-        self, request_id: str, version: int, lifecycle: dict[str, Any], entries: list[Any]
-    ) -> bool:
-        raise NotImplementedError
-
-
 def town(n: int) -> VolunteerIndex:
     index = VolunteerIndex()
     for i in range(n):
@@ -77,10 +47,10 @@ def town(n: int) -> VolunteerIndex:
     return index
 
 
-def matcher(index: VolunteerIndex, loads: RefusingLoads) -> tuple[Matcher, Decisions]:
+def matcher(index: VolunteerIndex, loads: RefusingLoads) -> tuple[Matcher, FakeDecisions]:
     types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
     types.apply("haircut", service())
-    decisions = Decisions()
+    decisions = FakeDecisions()
     return Matcher(index, types, loads, decisions), decisions
 
 
