@@ -33,6 +33,7 @@ class ServiceTypeRecord(Event):
     # additive (lifecycle): how matching fills this service's requests
     matching_mode: MatchMode = "direct"
     offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60, description="auto-offer time to live")
+    claim_invites: int = Field(default=20, ge=1, le=200, description="open claim: best N invited")
 
     def key(self) -> str:
         return self.id

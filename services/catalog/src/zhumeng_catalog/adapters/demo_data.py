@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import time
-from typing import Any
+from typing import Any, Literal
 
 from zhumeng_contracts.events.common import GeoPoint, Language, Locale, WeeklySlot
 
@@ -30,8 +30,13 @@ VOLUNTEER_COUNT = 200
 # email-validator) rejects the special-use `.test` TLD, so ContactRecord could not carry it.
 # `.example` is reserved for documentation too (RFC 2606) and passes validation.
 DEMO_EMAIL_DOMAIN = "volunteers.zhumeng.example"
-# personal, one-to-one services are offered to one volunteer at a time, who accepts or declines
-AUTO_OFFER = frozenset({"doctor_visit", "ride_to_relatives"})
+# personal, one-to-one services are offered to one volunteer at a time, who accepts or
+# declines; hearing tests in a village are open to claim (抢单) by the qualified volunteers
+MODES: dict[str, Literal["direct", "auto_offer", "open_claim"]] = {
+    "doctor_visit": "auto_offer",
+    "ride_to_relatives": "auto_offer",
+    "hearing_test": "open_claim",
+}
 
 # id suffix, Chinese name, English name, lat, lon — approximate positions.
 TOWNSHIPS: tuple[tuple[str, str, str, float, float], ...] = (
@@ -203,7 +208,7 @@ def _service_types() -> list[ServiceTypeCreate]:
             required_certifications=certs,
             default_duration_min=dur,
             target_claim_min=claim,
-            matching_mode="auto_offer" if sid in AUTO_OFFER else "direct",
+            matching_mode=MODES.get(sid, "direct"),
         )
         for sid, zh, en, cat, skills, certs, dur, claim in SERVICE_TYPES
     ]

@@ -117,7 +117,7 @@ def next_version(old: E, data: dict[str, Any]) -> E:
 
 
 # the matching modes the platform runs today (the others are not wired yet)
-WiredMode = Literal["direct", "auto_offer"]
+WiredMode = Literal["direct", "auto_offer", "open_claim"]
 
 
 class ServiceType(Entity):
@@ -130,6 +130,7 @@ class ServiceType(Entity):
     target_claim_min: int = Field(ge=1, le=7 * 24 * 60, description="target time to claim")
     matching_mode: WiredMode = "direct"
     offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60)
+    claim_invites: int = Field(default=20, ge=1, le=200)
 
     def to_record(self) -> ServiceTypeRecord:
         return ServiceTypeRecord(**state_of(self))
@@ -148,6 +149,7 @@ class ServiceTypeCreate(Input):
     target_claim_min: int = Field(ge=1, le=7 * 24 * 60)
     matching_mode: WiredMode = "direct"
     offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60)
+    claim_invites: int = Field(default=20, ge=1, le=200)
 
 
 class ServiceTypePatch(Input):
@@ -160,6 +162,7 @@ class ServiceTypePatch(Input):
     target_claim_min: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
     matching_mode: WiredMode | None = None
     offer_ttl_min: int | None = Field(default=None, ge=1, le=24 * 60)
+    claim_invites: int | None = Field(default=None, ge=1, le=200)
     active: bool | None = None
 
 

@@ -13,6 +13,7 @@ from ..app.ports import Doc
 from ..domain.policy import Load
 
 LOADS = "loads"
+OPEN_STATES = ["matching", "partially_assigned"]  # a claim can still be made
 DECISIONS = "decisions"
 
 
@@ -138,6 +139,10 @@ class MongoDecisionStore:
         query = {
             "lifecycle.offers": {"$elemMatch": {"volunteer_id": volunteer_id, "status": "open"}}
         }
+        return await self._coll.find(query, {"outbox": 0}).to_list()
+
+    async def invited(self, volunteer_id: str) -> list[Doc]:
+        query = {"lifecycle.invited": volunteer_id, "lifecycle.state": {"$in": OPEN_STATES}}
         return await self._coll.find(query, {"outbox": 0}).to_list()
 
     async def with_completed_work(self) -> list[Doc]:

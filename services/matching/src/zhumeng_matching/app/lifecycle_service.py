@@ -97,16 +97,13 @@ class LifecycleService:
         d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
         total, parts = score(vol, request, self._loads.cached().get(vol.id, Load()), d)
         candidate = Candidate(vol, d, total, parts)
-        if not await self._loads.reserve(vol.id, request_id, vol.capacity):
-            raise Conflict("you have no free capacity for another assignment", code="no_capacity")
         now = datetime.now(UTC)
-        try:
-            match = await self._apply(
-                request_id, lambda m: lc.accept_offer(m, offer_id, vol.id, candidate, now)
-            )
-        except Exception:
-            await self._loads.release(vol.id, request_id)
-            raise
+        match = await self._with_capacity(
+            vol.id,
+            vol.capacity,
+            request_id,
+            lambda m: lc.accept_offer(m, offer_id, vol.id, candidate, now),
+        )
         await self.offer_next(request_id)  # slots still free get their offers
         return match
 
@@ -116,6 +113,77 @@ class LifecycleService:
             request_id, lambda m: lc.decline_offer(m, offer_id, who.subject, now, COOL_OFF)
         )
         return await self.offer_next(request_id) or match
+
+    # ---- open claim (抢单) and coordinator assignment -----------------------------------------
+
+    async def invite(self, request_id: str) -> lc.Match | None:
+        """Invite the best eligible volunteers (the service type's `claim_invites`) to claim."""
+        doc = await self._decisions.get(request_id)
+        if doc is None or "lifecycle" not in doc or "posted" not in doc:
+            return None
+        match = decode(doc["lifecycle"])
+        if match.invited or match.state in lc.FINAL:
+            return match  # invited already
+        request = RequestPosted.model_validate(doc["posted"])
+        service = self._service_types.get(request.service_type_id)
+        if service is None:
+            return match
+        best = self._fresh(request, service, set(), service.claim_invites)
+        now = datetime.now(UTC)
+        if not best:
+            return await self._apply(request_id, _give_up(now))
+        invited = [c.volunteer.id for c in best[: service.claim_invites]]
+        return await self._apply(request_id, lambda m: lc.open_claim(m, invited, now))
+
+    async def claim(self, who: Principal, request_id: str) -> lc.Match:
+        """An invited volunteer takes a free slot: capacity first (guarded update), then the
+        slot (compare-and-set on the request's document); losing either releases the other."""
+        return await self._take(request_id, who.subject, lc.claim)
+
+    async def assign_by_coordinator(
+        self, who: Principal, request_id: str, volunteer_id: str
+    ) -> lc.Match:
+        doc = await self._decisions.get(request_id)
+        if doc is None:
+            raise NotFound(f"no match for request {request_id!r}")
+        if who.township and not who.has("admin") and doc.get("township_id") != who.township:
+            raise NotFound(f"no match for request {request_id!r}")  # not in their township
+        return await self._take(request_id, volunteer_id, lc.assign)
+
+    async def _take(
+        self,
+        request_id: str,
+        volunteer_id: str,
+        command: Callable[[lc.Match, Candidate, datetime], lc.Result],
+    ) -> lc.Match:
+        vol = self._index.get(volunteer_id)
+        doc = await self._decisions.get(request_id)
+        if vol is None or doc is None or "posted" not in doc:
+            raise NotFound(f"no open slot of request {request_id!r} for {volunteer_id!r}")
+        request = RequestPosted.model_validate(doc["posted"])
+        d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
+        total, parts = score(vol, request, self._loads.cached().get(vol.id, Load()), d)
+        candidate = Candidate(vol, d, total, parts)
+        now = datetime.now(UTC)
+        return await self._with_capacity(
+            vol.id, vol.capacity, request_id, lambda m: command(m, candidate, now)
+        )
+
+    async def _with_capacity(
+        self, volunteer_id: str, capacity: int, request_id: str, transition: Transition
+    ) -> lc.Match:
+        """Take the volunteer's capacity, then apply the transition; if the transition fails,
+        give back only what this call took (a volunteer already holding the request — a
+        repeated accept or claim — keeps it)."""
+        held_before = volunteer_id in await self._loads.holders_of(request_id)
+        if not await self._loads.reserve(volunteer_id, request_id, capacity):
+            raise Conflict("no free capacity for another assignment", code="no_capacity")
+        try:
+            return await self._apply(request_id, transition)
+        except Exception:
+            if not held_before:
+                await self._loads.release(volunteer_id, request_id)
+            raise
 
     async def on_offer_timer(self, request_id: str) -> None:
         """An offer's time ran out: expire every due open offer, then offer the next."""

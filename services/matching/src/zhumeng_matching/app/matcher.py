@@ -22,6 +22,7 @@ from zhumeng_contracts.events import (
     RequestUnmatched,
     ServiceTypeRecord,
 )
+from zhumeng_contracts.events.matching import MatchMode
 from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.outbox import outbox_entry
 from zhumeng_kit.views import View
@@ -62,13 +63,17 @@ class Matcher:
         )
         if decision["state"] == "offering" and self._offers is not None:
             await self._offers.offer_next(request.request_id)  # a crash before the first offer
+        if decision["state"] == "claiming" and self._offers is not None:
+            await self._offers.invite(request.request_id)  # a crash before the invitation
         if decision["state"] != "deciding":
             return str(decision["state"])  # redelivered: decided before
         service = self._service_types.get(request.service_type_id)
         if service is None:
             raise PermanentError(f"unknown service type {request.service_type_id}")
         if service.matching_mode == "auto_offer" and self._offers is not None:
-            return await self._start_offers(request)
+            return await self._start_offers(request, "offering", "auto_offer")
+        if service.matching_mode == "open_claim" and self._offers is not None:
+            return await self._start_offers(request, "claiming", "open_claim")
 
         # after a crash, volunteers who already hold capacity for this request keep it
         chosen = (
@@ -118,23 +123,23 @@ class Matcher:
         reasons = (ranking.rejected + rejected) or Counter({"no_volunteer_nearby": 1})
         return await self._unmatched(request, dict(reasons), ranking.considered)
 
-    async def _start_offers(self, request: RequestPosted) -> str:
-        """Auto-offer mode: the match opens empty; offers go out one volunteer per slot."""
+    async def _start_offers(self, request: RequestPosted, state: str, mode: MatchMode) -> str:
+        """Auto-offer and open-claim modes: the match opens empty; then offers go out one
+        volunteer per slot, or the best volunteers are invited to claim."""
         match = lc.new_match(
-            request.request_id,
-            request.service_type_id,
-            request.window,
-            request.slots,
-            "auto_offer",
+            request.request_id, request.service_type_id, request.window, request.slots, mode
         )
         fields: dict[str, object] = {
             "township_id": request.township_id,
             "lifecycle": encode_match(match),
         }
-        await self._finish(request, "offering", fields, [])
+        await self._finish(request, state, fields, [])
         assert self._offers is not None
-        await self._offers.offer_next(request.request_id)
-        return "offering"
+        if mode == "open_claim":
+            await self._offers.invite(request.request_id)
+        else:
+            await self._offers.offer_next(request.request_id)
+        return state
 
     def _held(self, request: RequestPosted, volunteer_ids: list[str]) -> list[Candidate]:
         """Candidates for the volunteers already holding capacity for this request."""

@@ -23,6 +23,10 @@ from ..domain.lifecycle import Match
 CurrentPrincipal = Callable[[Request], Coroutine[Any, Any, Principal]]
 
 
+class AssignBody(BaseModel):
+    volunteer_id: str = Field(min_length=1, max_length=64)
+
+
 class CheckInBody(BaseModel):
     code: str = Field(pattern=r"^[0-9]{6}$", description="the code the requester shows")
 
@@ -106,6 +110,22 @@ def lifecycle_router(
     @api.post("/matches/{request_id}/offers/{offer_id}/decline")
     async def decline(request_id: str, offer_id: str, who: Volunteer) -> dict[str, Any]:
         return view(await service.decline_offer(who, request_id, offer_id), who)
+
+    @api.get("/claims")
+    async def my_claims(who: Volunteer) -> dict[str, Any]:
+        """Open requests the volunteer is invited to claim."""
+        docs = await decisions.invited(who.subject)
+        items = [view(m, who) for m in (decode(d["lifecycle"]) for d in docs) if m.free_slots]
+        return {"items": items}
+
+    @api.post("/matches/{request_id}/claim")
+    async def claim(request_id: str, who: Volunteer) -> dict[str, Any]:
+        return view(await service.claim(who, request_id), who)
+
+    @api.post("/matches/{request_id}/assign")
+    async def assign(request_id: str, body: AssignBody, who: Staff) -> dict[str, Any]:
+        match = await service.assign_by_coordinator(who, request_id, body.volunteer_id)
+        return view(match, who)
 
     @api.post(f"{base}/check-in")
     async def check_in(
