@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,9 +13,15 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from zhumeng_contracts.events import RequestPosted
-from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import bearer, eventually, publish_request, read_topic
+from zhumeng_devstack.testing import (
+    bearer,
+    create_service_type,
+    eventually,
+    longxun_request,
+    publish_request,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_claims", "admin")
@@ -25,39 +29,13 @@ ADMIN = bearer("admin_claims", "admin")
 
 @pytest.fixture(scope="module")
 async def claim_service(platform: Platform) -> str:
-    sid = f"claim_test_{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=platform.url("catalog"), timeout=10) as api:
-        created = await api.post(
-            "/v1/service-types",
-            headers=ADMIN,
-            json={
-                "id": sid,
-                "name_zh": "义诊",
-                "name_en": "Village clinic",
-                "category": "health",
-                "default_duration_min": 60,
-                "target_claim_min": 180,
-                "matching_mode": "open_claim",
-                "claim_invites": 60,
-            },
-        )
-    assert created.status_code == 201, created.text
-    await asyncio.sleep(3)  # catalog -> topic -> matching's view
-    return sid
+    return await create_service_type(
+        platform, "claim_test", matching_mode="open_claim", claim_invites=60, target_claim_min=180
+    )
 
 
 def posted(service_type_id: str, slots: int) -> RequestPosted:
-    start = (datetime.now(UTC) + timedelta(days=1)).replace(hour=1, minute=0)  # 09:00 local
-    return RequestPosted(
-        request_id=f"req_cl_{uuid.uuid4().hex[:12]}",
-        service_type_id=service_type_id,
-        place_id="pl_longxun_v1",
-        township_id="pl_longxun",
-        location=GeoPoint(lat=25.492, lon=118.243),
-        window=TimeWindow(start=start, end=start + timedelta(hours=3)),
-        slots=slots,
-        posted_at=datetime.now(UTC),
-    )
+    return longxun_request(service_type_id, prefix="req_cl", slots=slots)
 
 
 async def opened(platform: Platform, request_id: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ releases the volunteer."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,9 +13,15 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from zhumeng_contracts.events import RequestCancelled, RequestPosted
-from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import bearer, eventually, publish, publish_request, read_topic
+from zhumeng_devstack.testing import (
+    bearer,
+    eventually,
+    longxun_request,
+    publish,
+    publish_request,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_lc", "admin")
@@ -25,15 +30,7 @@ ADMIN = bearer("admin_lc", "admin")
 def posted() -> RequestPosted:
     # the window opens within the next hour: check-in is allowed from two hours before
     start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=30)
-    return RequestPosted(
-        request_id=f"req_lc_{uuid.uuid4().hex[:12]}",
-        service_type_id="neighbour_help",
-        place_id="pl_longxun_v1",
-        township_id="pl_longxun",
-        location=GeoPoint(lat=25.492, lon=118.243),
-        window=TimeWindow(start=start, end=start + timedelta(hours=3)),
-        posted_at=datetime.now(UTC),
-    )
+    return longxun_request("neighbour_help", prefix="req_lc", start=start)
 
 
 async def events_of(platform: Platform, request_id: str) -> list[tuple[str, dict[str, Any]]]:

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from zhumeng_contracts.events import RequestPosted
-from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import bearer, eventually, publish_request, read_topic
+from zhumeng_devstack.testing import (
+    bearer,
+    create_service_type,
+    eventually,
+    longxun_request,
+    publish_request,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_offers", "admin")
@@ -24,38 +28,13 @@ ADMIN = bearer("admin_offers", "admin")
 @pytest.fixture(scope="module")
 async def offered_service(platform: Platform) -> str:
     """A service type in auto-offer mode with one-minute offers, known to matching."""
-    sid = f"offer_test_{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=platform.url("catalog"), timeout=10) as api:
-        created = await api.post(
-            "/v1/service-types",
-            headers=ADMIN,
-            json={
-                "id": sid,
-                "name_zh": "陪同就医",
-                "name_en": "Escort to the clinic",
-                "category": "care",
-                "default_duration_min": 60,
-                "target_claim_min": 60,
-                "matching_mode": "auto_offer",
-                "offer_ttl_min": 1,
-            },
-        )
-    assert created.status_code == 201, created.text
-    await asyncio.sleep(3)  # the record travels catalog -> topic -> matching's view
-    return sid
+    return await create_service_type(
+        platform, "offer_test", matching_mode="auto_offer", offer_ttl_min=1
+    )
 
 
 def posted(service_type_id: str) -> RequestPosted:
-    start = (datetime.now(UTC) + timedelta(days=1)).replace(hour=1, minute=0)  # 09:00 local
-    return RequestPosted(
-        request_id=f"req_of_{uuid.uuid4().hex[:12]}",
-        service_type_id=service_type_id,
-        place_id="pl_longxun_v1",
-        township_id="pl_longxun",
-        location=GeoPoint(lat=25.492, lon=118.243),
-        window=TimeWindow(start=start, end=start + timedelta(hours=3)),
-        posted_at=datetime.now(UTC),
-    )
+    return longxun_request(service_type_id, prefix="req_of")
 
 
 async def events_of(platform: Platform, request_id: str, kind: str) -> list[dict[str, Any]]:

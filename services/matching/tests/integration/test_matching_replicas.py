@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from zhumeng_contracts.events import RequestPosted
-from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.infra import free_port
 from zhumeng_devstack.stack import Platform, ServiceProcess
-from zhumeng_devstack.testing import bearer, eventually, publish_request, read_topic
+from zhumeng_devstack.testing import (
+    bearer,
+    create_service_type,
+    eventually,
+    longxun_request,
+    publish_request,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_replicas", "admin")
@@ -40,43 +43,15 @@ async def second_replica(platform: Platform) -> AsyncIterator[ServiceProcess]:
 
 @pytest.fixture(scope="module")
 async def offered_service(platform: Platform) -> str:
-    sid = f"replica_test_{uuid.uuid4().hex[:8]}"
-    async with httpx.AsyncClient(base_url=platform.url("catalog"), timeout=10) as api:
-        created = await api.post(
-            "/v1/service-types",
-            headers=ADMIN,
-            json={
-                "id": sid,
-                "name_zh": "陪伴",
-                "name_en": "Company",
-                "category": "care",
-                "default_duration_min": 60,
-                "target_claim_min": 60,
-                "matching_mode": "auto_offer",
-                "offer_ttl_min": 1,
-            },
-        )
-    assert created.status_code == 201, created.text
-    await asyncio.sleep(3)
-    return sid
+    return await create_service_type(
+        platform, "replica_test", matching_mode="auto_offer", offer_ttl_min=1
+    )
 
 
 async def test_offers_are_made_and_expire_once_with_two_replicas(
     platform: Platform, second_replica: ServiceProcess, offered_service: str
 ) -> None:
-    start = (datetime.now(UTC) + timedelta(days=1)).replace(hour=1, minute=0)
-    requests = [
-        RequestPosted(
-            request_id=f"req_rp_{uuid.uuid4().hex[:12]}",
-            service_type_id=offered_service,
-            place_id="pl_longxun_v1",
-            township_id="pl_longxun",
-            location=GeoPoint(lat=25.492, lon=118.243),
-            window=TimeWindow(start=start, end=start + timedelta(hours=3)),
-            posted_at=datetime.now(UTC),
-        )
-        for _ in range(12)
-    ]
+    requests = [longxun_request(offered_service, prefix="req_rp") for _ in range(12)]
     for event in requests:
         await publish_request(platform.kafka.bootstrap, event)
     ids = {e.request_id for e in requests}

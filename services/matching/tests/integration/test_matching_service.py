@@ -3,8 +3,6 @@ output topic and HTTP API."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,12 +10,12 @@ import pytest
 
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import RequestPosted
-from zhumeng_contracts.events.common import GeoPoint, TimeWindow
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import (
     bearer,
     committed_past,
     eventually,
+    longxun_request,
     publish,
     publish_request,
     read_topic,
@@ -28,16 +26,7 @@ ADMIN = bearer("admin_it", "admin")
 
 
 def posted(service_type_id: str = "haircut") -> RequestPosted:
-    start = (datetime.now(UTC) + timedelta(days=1)).replace(hour=1, minute=0)  # 09:00 local
-    return RequestPosted(
-        request_id=f"req_it_{uuid.uuid4().hex[:12]}",
-        service_type_id=service_type_id,
-        place_id="pl_longxun_v1",
-        township_id="pl_longxun",
-        location=GeoPoint(lat=25.492, lon=118.243),
-        window=TimeWindow(start=start, end=start + timedelta(hours=3)),
-        posted_at=datetime.now(UTC),
-    )
+    return longxun_request(service_type_id)
 
 
 async def outcomes(platform: Platform, request_id: str) -> list[Any]:

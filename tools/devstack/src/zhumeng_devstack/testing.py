@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -300,3 +301,51 @@ async def publish_request(
     )
     await publish(bootstrap, contact)
     return await publish(bootstrap, posted, headers=headers)
+
+
+def longxun_request(
+    service_type_id: str, *, prefix: str = "req_it", slots: int = 1, start: Any = None
+) -> Any:
+    """A `RequestPosted` at a Longxun village, by default tomorrow 09:00–12:00 local time, as
+    the requests service would publish it (for tests that drive matching directly)."""
+    from datetime import UTC
+
+    from zhumeng_contracts.events import RequestPosted
+    from zhumeng_contracts.events.common import GeoPoint, TimeWindow
+
+    if start is None:
+        start = (datetime.now(UTC) + timedelta(days=1)).replace(hour=1, minute=0)  # 09:00
+    return RequestPosted(
+        request_id=f"{prefix}_{secrets.token_hex(6)}",
+        service_type_id=service_type_id,
+        place_id="pl_longxun_v1",
+        township_id="pl_longxun",
+        location=GeoPoint(lat=25.492, lon=118.243),
+        window=TimeWindow(start=start, end=start + timedelta(hours=3)),
+        slots=slots,
+        posted_at=datetime.now(UTC),
+    )
+
+
+async def create_service_type(platform: Any, prefix: str, **fields: Any) -> str:
+    """Create a service type through the catalog API and give it a moment to reach the other
+    services' views; returns its id."""
+    import httpx
+
+    sid = f"{prefix}_{secrets.token_hex(4)}"
+    body = {
+        "id": sid,
+        "name_zh": "测试服务",
+        "name_en": "Test service",
+        "category": "care",
+        "default_duration_min": 60,
+        "target_claim_min": 60,
+        **fields,
+    }
+    async with httpx.AsyncClient(base_url=platform.url("catalog"), timeout=10) as api:
+        created = await api.post(
+            "/v1/service-types", json=body, headers=bearer("admin_tests", "admin")
+        )
+    assert created.status_code == 201, created.text
+    await asyncio.sleep(3)  # catalog -> topic -> the services' views
+    return sid
