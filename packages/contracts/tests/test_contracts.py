@@ -69,7 +69,31 @@ def test_topic_registry_is_consistent() -> None:
         assert spec.name.endswith(".v1") and spec.partitions >= 1
         if spec.pii:  # personal data goes to notify only, never to a public feed
             assert spec.consumers == ("notify",), spec.name
-        assert not spec.name.startswith("public.") or not spec.pii
+        assert not spec.name.startswith("public.") or (not spec.pii and spec.structured)
+
+
+#: field names that would carry personal data or identify a person
+_PERSONAL = {
+    "name",
+    "phone",
+    "email",
+    "address",
+    "location",
+    "home",
+    "volunteer_id",
+    "requester_id",
+    "display_name",
+    "volunteer_display_name",
+    "checkin_code",
+    "note",
+}
+
+
+def test_public_events_carry_no_personal_fields() -> None:
+    public = [e for t in TOPICS if t.name.startswith("public.") for e in t.events]
+    assert len(public) == 5
+    for event in public:
+        assert not set(event.model_fields) & _PERSONAL, event
 
 
 def test_envelope_round_trip_and_rejections() -> None:

@@ -19,14 +19,23 @@ from .events import (
     OfferExpired,
     OfferMade,
     PlaceRecord,
+    PublicAssignmentCancelled,
+    PublicAssignmentCompleted,
+    PublicAssignmentMade,
+    PublicRequestPosted,
+    PublicRequestStatusChanged,
     RequestCancelled,
     RequestCompleted,
     RequesterContact,
+    RequestEscalated,
     RequestPosted,
     RequestRated,
+    RequestReviewed,
     RequestUnfulfilled,
     RequestUnmatched,
+    ReviewRequired,
     ServiceTypeRecord,
+    TeamClaimed,
     TeamRecord,
     VolunteerAssigned,
     VolunteerRecord,
@@ -45,6 +54,8 @@ class TopicSpec:
     consumers: tuple[str, ...]
     events: tuple[type[Event], ...]
     pii: bool = False
+    # internal topics: CloudEvents binary mode (headers); public feeds: structured JSON values
+    structured: bool = False
     retention_ms: int = WEEK_MS
     description: str = ""
     extra_config: dict[str, str] = field(default_factory=dict)
@@ -89,7 +100,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     _catalog("catalog.service-types.v1", ServiceTypeRecord, ("requests", "matching", "notify")),
     _catalog("catalog.places.v1", PlaceRecord, ("requests",)),
     _catalog("catalog.volunteers.v1", VolunteerRecord, ("matching",)),
-    _catalog("catalog.teams.v1", TeamRecord, ()),  # team requests: a later issue
+    _catalog("catalog.teams.v1", TeamRecord, ("matching",)),
     _catalog("catalog.contacts.v1", ContactRecord, ("notify",), pii=True),
     TopicSpec(
         name="requests.events.v1",
@@ -131,8 +142,36 @@ TOPICS: tuple[TopicSpec, ...] = (
             AssignmentCancelled,
             RequestCompleted,
             RequestUnfulfilled,
+            ReviewRequired,
+            RequestReviewed,
+            RequestEscalated,
+            TeamClaimed,
         ),
         description="matching decisions",
+    ),
+    TopicSpec(
+        name="public.requests.v1",
+        key="request id",
+        partitions=3,
+        compacted=False,
+        producers=("requests",),
+        consumers=("notify", "agencies"),
+        events=(PublicRequestPosted, PublicRequestStatusChanged),
+        structured=True,
+        retention_ms=4 * WEEK_MS,
+        description="requests without personal data, CloudEvents structured JSON (agencies)",
+    ),
+    TopicSpec(
+        name="public.assignments.v1",
+        key="request id",
+        partitions=3,
+        compacted=False,
+        producers=("matching",),
+        consumers=("notify", "agencies"),
+        events=(PublicAssignmentMade, PublicAssignmentCompleted, PublicAssignmentCancelled),
+        structured=True,
+        retention_ms=4 * WEEK_MS,
+        description="assignments without personal data, CloudEvents structured JSON (agencies)",
     ),
     TopicSpec(
         name="notify.events.v1",

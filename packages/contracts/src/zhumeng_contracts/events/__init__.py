@@ -11,10 +11,21 @@ from .lifecycle import (
     OfferExpired,
     OfferMade,
     RequestCompleted,
+    RequestEscalated,
+    RequestReviewed,
     RequestUnfulfilled,
+    ReviewRequired,
+    TeamClaimed,
 )
 from .matching import RequestUnmatched, ScorePart, VolunteerAssigned
 from .notify import NotificationDelivered
+from .public import (
+    PublicAssignmentCancelled,
+    PublicAssignmentCompleted,
+    PublicAssignmentMade,
+    PublicRequestPosted,
+    PublicRequestStatusChanged,
+)
 from .requests import RequestCancelled, RequesterContact, RequestPosted, RequestRated
 
 ALL_EVENTS: tuple[type[Event], ...] = (
@@ -38,7 +49,16 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     AssignmentCancelled,
     RequestCompleted,
     RequestUnfulfilled,
+    ReviewRequired,
+    RequestReviewed,
+    RequestEscalated,
+    TeamClaimed,
     NotificationDelivered,
+    PublicRequestPosted,
+    PublicRequestStatusChanged,
+    PublicAssignmentMade,
+    PublicAssignmentCompleted,
+    PublicAssignmentCancelled,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.TYPE: e for e in ALL_EVENTS}
@@ -57,15 +77,24 @@ __all__ = [
     "OfferExpired",
     "OfferMade",
     "PlaceRecord",
+    "PublicAssignmentCancelled",
+    "PublicAssignmentCompleted",
+    "PublicAssignmentMade",
+    "PublicRequestPosted",
+    "PublicRequestStatusChanged",
     "RequestCancelled",
     "RequestCompleted",
+    "RequestEscalated",
     "RequestPosted",
     "RequestRated",
+    "RequestReviewed",
     "RequestUnfulfilled",
     "RequestUnmatched",
     "RequesterContact",
+    "ReviewRequired",
     "ScorePart",
     "ServiceTypeRecord",
+    "TeamClaimed",
     "TeamRecord",
     "VolunteerAssigned",
     "VolunteerRecord",

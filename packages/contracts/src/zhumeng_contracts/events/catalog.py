@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import EmailStr, Field
 
 from .base import Event
-from .common import GeoPoint, Id, Language, Locale, WeeklySlot
+from .common import GeoPoint, Id, Language, Locale, TimeWindow, WeeklySlot
 from .matching import MatchMode
 
 
@@ -34,6 +34,9 @@ class ServiceTypeRecord(Event):
     matching_mode: MatchMode = "direct"
     offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60, description="auto-offer time to live")
     claim_invites: int = Field(default=20, ge=1, le=200, description="open claim: best N invited")
+    # additive: a coordinator reviews each request before matching; batch mode's window
+    needs_review: bool = False
+    batch_window_min: int = Field(default=10, ge=1, le=24 * 60, description="batch mode window")
 
     def key(self) -> str:
         return self.id
@@ -78,6 +81,8 @@ class VolunteerRecord(Event):
     team_ids: list[Id] = Field(default_factory=list, max_length=10)
     active: bool = True
     version: int = Field(ge=1)
+    # additive: exceptions to the weekly schedule (leave, illness), absolute times
+    unavailable: list[TimeWindow] = Field(default_factory=list, max_length=50)
 
     def key(self) -> str:
         return self.id

@@ -1,6 +1,6 @@
 """Lifecycle events of a request's match (DESIGN §5), on `matching.events.v1`, key = request id.
 
-posted -> matching -> offered <-> (declined | expired -> next candidate)
+posted -> [review] -> matching -> offered <-> (declined | expired -> next candidate)
        -> assigned (all slots) | partially_assigned -> in_progress (check-in)
        -> completed (check-out, hours credited); cancelled; unfulfilled; a no-show re-opens
        the slot.
@@ -121,3 +121,55 @@ class RequestUnfulfilled(_MatchEvent):
     filled_slots: int = Field(ge=0)
     slots: int = Field(ge=1)
     decided_at: AwareDatetime
+
+
+class ReviewRequired(_MatchEvent):
+    """The service type needs a coordinator's review before matching starts."""
+
+    TYPE: ClassVar[str] = "zhumeng.request.review-required.v1"
+
+    service_type_id: Id
+    township_id: Id
+    held_at: AwareDatetime
+
+
+class RequestReviewed(_MatchEvent):
+    """A coordinator approved the request (matching starts) or rejected it (terminal)."""
+
+    TYPE: ClassVar[str] = "zhumeng.request.reviewed.v1"
+
+    decision: Literal["approved", "rejected"]
+    coordinator_id: Id
+    note: str | None = Field(default=None, max_length=500)
+    reviewed_at: AwareDatetime
+
+
+EscalationLevel = Literal["wider_radius", "township_liaison", "county_centre"]
+
+
+class RequestEscalated(_MatchEvent):
+    """Open slots were not claimed within the service type's target: one rung up the ladder
+    (wider radius -> township liaison -> county centre)."""
+
+    TYPE: ClassVar[str] = "zhumeng.request.escalated.v1"
+
+    step: int = Field(ge=1)
+    level: EscalationLevel
+    township_id: Id
+    radius_factor: float = Field(default=1.0, ge=1, description="volunteers' radius multiplied")
+    open_slots: int = Field(ge=0)
+    escalated_at: AwareDatetime
+    next_step_at: AwareDatetime | None = None
+
+
+class TeamClaimed(_MatchEvent):
+    """A team's lead took open slots of a request for named members of the team; each member's
+    slot follows as a VolunteerAssigned with the team's id."""
+
+    TYPE: ClassVar[str] = "zhumeng.team.claimed.v1"
+
+    team_id: Id
+    lead_volunteer_id: Id
+    member_ids: list[Id] = Field(min_length=1)
+    slots: list[int] = Field(min_length=1)
+    claimed_at: AwareDatetime

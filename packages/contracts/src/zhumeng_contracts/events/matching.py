@@ -9,7 +9,7 @@ from pydantic import Field
 from .base import Event
 from .common import AwareDatetime, Frozen, Id, TimeWindow
 
-MatchMode = Literal["direct", "auto_offer", "open_claim", "coordinator", "batch", "trip"]
+MatchMode = Literal["direct", "auto_offer", "open_claim", "coordinator", "batch", "trip", "team"]
 
 
 class ScorePart(Frozen):
@@ -42,6 +42,9 @@ class VolunteerAssigned(Event):
     slots: int = Field(default=1, ge=1)
     mode: MatchMode = "direct"
     checkin_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+    # additive: a slot a team claimed for this member; a slot filled on a volunteer's trip
+    team_id: Id | None = None
+    trip_id: Id | None = None
 
     def key(self) -> str:
         return self.request_id
