@@ -96,6 +96,23 @@ def _catalog(
     )
 
 
+def _public(name: str, producer: str, *events: type[Event]) -> TopicSpec:
+    """A feed for other agencies: no personal data, CloudEvents structured JSON, kept 4 weeks
+    so a subscription can be replayed from a point in time."""
+    return TopicSpec(
+        name=name,
+        key="request id",
+        partitions=3,
+        compacted=False,
+        producers=(producer,),
+        consumers=("notify", "agencies"),
+        events=events,
+        structured=True,
+        retention_ms=4 * WEEK_MS,
+        description=f"{name.split('.')[1]} without personal data, for other agencies",
+    )
+
+
 TOPICS: tuple[TopicSpec, ...] = (
     _catalog("catalog.service-types.v1", ServiceTypeRecord, ("requests", "matching", "notify")),
     _catalog("catalog.places.v1", PlaceRecord, ("requests",)),
@@ -149,29 +166,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         ),
         description="matching decisions",
     ),
-    TopicSpec(
-        name="public.requests.v1",
-        key="request id",
-        partitions=3,
-        compacted=False,
-        producers=("requests",),
-        consumers=("notify", "agencies"),
-        events=(PublicRequestPosted, PublicRequestStatusChanged),
-        structured=True,
-        retention_ms=4 * WEEK_MS,
-        description="requests without personal data, CloudEvents structured JSON (agencies)",
-    ),
-    TopicSpec(
-        name="public.assignments.v1",
-        key="request id",
-        partitions=3,
-        compacted=False,
-        producers=("matching",),
-        consumers=("notify", "agencies"),
-        events=(PublicAssignmentMade, PublicAssignmentCompleted, PublicAssignmentCancelled),
-        structured=True,
-        retention_ms=4 * WEEK_MS,
-        description="assignments without personal data, CloudEvents structured JSON (agencies)",
+    _public("public.requests.v1", "requests", PublicRequestPosted, PublicRequestStatusChanged),
+    _public(
+        "public.assignments.v1",
+        "matching",
+        PublicAssignmentMade,
+        PublicAssignmentCompleted,
+        PublicAssignmentCancelled,
     ),
     TopicSpec(
         name="notify.events.v1",
