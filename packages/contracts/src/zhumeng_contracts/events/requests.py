@@ -26,6 +26,12 @@ class RequestPosted(Event):
     slots: int = Field(default=1, ge=1, le=20)
     language: Language | None = None
     posted_at: AwareDatetime
+    # additive (trip pooling): where a ride, parcel or produce goes, and what it needs. The
+    # drop-off is a place (a village or township), never a street address.
+    dropoff_place_id: Id | None = None
+    dropoff: GeoPoint | None = None
+    seats: int = Field(default=0, ge=0, le=12, description="passengers to carry")
+    cargo_kg: float = Field(default=0, ge=0, le=5000, description="parcel or produce weight")
 
     def key(self) -> str:
         return self.request_id
