@@ -10,13 +10,24 @@ from zhumeng_contracts.events import NotificationDelivered
 from ..domain.model import Claim, Delivery, Final, Locale, Message, Receipt, Recipient
 
 
+class SendRejected(Exception):
+    """The provider refused the message for good (bad number, opted out, template invalid):
+    retrying cannot help, so the delivery fails at once."""
+
+
+class SendUnavailable(Exception):
+    """The provider could not take the message now (5xx, timeout, throttled): retried with
+    backoff. Any other exception a channel raises counts as this."""
+
+
 class Channel(Protocol):
-    """One way of reaching people (log, email; SMS, WeChat, webhook, in-app later)."""
+    """One way of reaching people: log, email, sms, wechat, inapp, webhook."""
 
     name: str
 
     async def send(self, message: Message) -> Receipt:
-        """Deliver or raise. Must not put the address or the body into an exception."""
+        """Deliver or raise (`SendRejected` / `SendUnavailable`). Must not put the address or
+        the body into an exception."""
         ...
 
 

@@ -16,6 +16,10 @@ Final = Literal["sent", "failed"]
 
 LOG_CHANNEL = "log"
 EMAIL_CHANNEL = "email"
+SMS_CHANNEL = "sms"
+WECHAT_CHANNEL = "wechat"
+INAPP_CHANNEL = "inapp"
+WEBHOOK_CHANNEL = "webhook"
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Recipient:
     locale: Locale = "zh-CN"
     email: str | None = None
     phone: str | None = None
+    wechat_openid: str | None = None  # bound through the person's preferences
 
     def __repr__(self) -> str:  # never print contact details by accident
         return f"Recipient(id={self.id!r}, role={self.role!r}, locale={self.locale!r})"
@@ -37,6 +42,9 @@ class Recipient:
 class Rendered:
     subject: str
     body: str
+    # the SMS text (within one provider segment) and whether quiet hours may be ignored
+    short: str | None = None
+    urgent: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,10 @@ def address_for(recipient: Recipient, channel: str) -> str | None:
         return recipient.email
     if channel == LOG_CHANNEL:
         return recipient.email or recipient.phone
+    if channel == WECHAT_CHANNEL:
+        return recipient.wechat_openid
+    if channel in (INAPP_CHANNEL, WEBHOOK_CHANNEL):
+        return None  # in-app goes to the person's id; a webhook to its configured URL
     return recipient.phone
 
 
