@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from zhumeng_kit.settings import ServiceSettings
@@ -37,3 +39,95 @@ class NotifySettings(ServiceSettings):
     max_send_attempts: int = Field(
         default=3, ge=1, le=10, description="channel failures before a delivery is failed"
     )
+
+    # ---- channels: SMS, WeChat and in-app providers (adapters/channels, ADR 0011) ----------
+    # Template tables are JSON: {kind: {locale: {"id": ..., "params": {param: field}}}}, see
+    # adapters/channels/templates.py. No key or secret has a default.
+    sms_provider: Literal["alibaba", "tencent"] | None = None
+    sms_templates: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    alibaba_sms_access_key_id: str | None = None
+    alibaba_sms_access_key_secret: SecretStr | None = None
+    alibaba_sms_sign_name: str | None = None
+    alibaba_sms_endpoint: str = Field(
+        default="https://dysmsapi.aliyuncs.com", pattern=r"^https?://"
+    )
+    tencent_sms_secret_id: str | None = None
+    tencent_sms_secret_key: SecretStr | None = None
+    tencent_sms_sdk_app_id: str | None = None
+    tencent_sms_sign_name: str | None = None
+    tencent_sms_region: str = "ap-guangzhou"
+    tencent_sms_endpoint: str = Field(
+        default="https://sms.tencentcloudapi.com", pattern=r"^https?://"
+    )
+    wechat_enabled: bool = False
+    wechat_app_id: str | None = None
+    wechat_app_secret: SecretStr | None = None
+    wechat_templates: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    wechat_api_base: str = Field(default="https://api.weixin.qq.com", pattern=r"^https?://")
+    wechat_page: str | None = Field(default=None, description="mini-program page; {request_id}")
+    wechat_miniprogram_state: Literal["developer", "trial", "formal"] = "formal"
+    provider_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    inapp_enabled: bool = True
+    inapp_heartbeat_s: float = Field(default=15.0, gt=0, le=300)
+    inapp_poll_s: float = Field(default=5.0, gt=0, le=300, description="stored-delivery catch-up")
+
+    @model_validator(mode="after")
+    def _channel_providers_configured(self) -> NotifySettings:
+        """An enabled provider needs its keys and a valid template table, or start-up fails."""
+        from .adapters.channels.base import ChannelSettingsError
+        from .adapters.channels.templates import TemplateTable
+
+        def need(prefix: str, names: list[str]) -> None:
+            values = {n: getattr(self, n) for n in names}
+            plain = {
+                n: v.get_secret_value() if isinstance(v, SecretStr) else v
+                for n, v in values.items()
+            }
+            missing = [f"ZHUMENG_{n.upper()}" for n, v in plain.items() if not str(v or "").strip()]
+            if missing:
+                raise ChannelSettingsError(f"{prefix} is enabled but {', '.join(missing)} not set")
+
+        def table(name: str, raw: dict[str, dict[str, dict[str, Any]]]) -> None:
+            if not raw:
+                raise ChannelSettingsError(f"ZHUMENG_{name.upper()} must name a template")
+            try:
+                TemplateTable.parse(raw)
+            except ValueError as exc:
+                raise ChannelSettingsError(f"ZHUMENG_{name.upper()}: {exc}") from None
+
+        if self.sms_provider == "alibaba":
+            need(
+                "Alibaba Cloud SMS",
+                [
+                    "alibaba_sms_access_key_id",
+                    "alibaba_sms_access_key_secret",
+                    "alibaba_sms_sign_name",
+                ],
+            )
+        if self.sms_provider == "tencent":
+            need(
+                "Tencent Cloud SMS",
+                [
+                    "tencent_sms_secret_id",
+                    "tencent_sms_secret_key",
+                    "tencent_sms_sdk_app_id",
+                    "tencent_sms_sign_name",
+                ],
+            )
+        if self.sms_provider:
+            table("sms_templates", self.sms_templates)
+        if self.wechat_enabled:
+            need("WeChat", ["wechat_app_id", "wechat_app_secret"])
+            table("wechat_templates", self.wechat_templates)
+        endpoints = {
+            "alibaba": self.alibaba_sms_endpoint,
+            "tencent": self.tencent_sms_endpoint,
+            "wechat": self.wechat_api_base,
+        }
+        enabled = {self.sms_provider, "wechat" if self.wechat_enabled else None}
+        plain_http = [k for k, url in endpoints.items() if k in enabled and url.startswith("http:")]
+        if self.environment == "production" and plain_http:
+            raise ChannelSettingsError(
+                f"production needs https endpoints for {', '.join(plain_http)}"
+            )
+        return self

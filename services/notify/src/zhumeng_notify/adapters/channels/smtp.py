@@ -1,4 +1,4 @@
-"""Channels: the development log channel and email over SMTP."""
+"""Email over SMTP (stdlib smtplib in a worker thread)."""
 
 from __future__ import annotations
 
@@ -6,38 +6,14 @@ import asyncio
 import logging
 import smtplib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from ..domain.model import EMAIL_CHANNEL, LOG_CHANNEL, Message, Receipt, message_id
+from ...domain.model import EMAIL_CHANNEL, Message, Receipt, message_id
+from .base import utcnow
 
 log = logging.getLogger("zhumeng.notify.channels")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class LogChannel:
-    """Development channel: logs that a message went out. Ids and a masked address only."""
-
-    name = LOG_CHANNEL
-
-    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
-        self._clock = clock
-
-    async def send(self, message: Message) -> Receipt:
-        log.info(
-            "notification delivery=%s channel=%s recipient=%s role=%s address=%s locale=%s",
-            message.delivery_id,
-            self.name,
-            message.recipient.id,
-            message.recipient.role,
-            message.masked_address,
-            message.locale,
-        )
-        return Receipt(self.name, f"log:{message.delivery_id}", self._clock())
 
 
 class SmtpChannel:
@@ -55,7 +31,7 @@ class SmtpChannel:
         port: int,
         sender: str,
         timeout_s: float = 10.0,
-        clock: Callable[[], datetime] = _now,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._host = host
         self._port = port
