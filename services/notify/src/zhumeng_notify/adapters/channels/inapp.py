@@ -29,6 +29,8 @@ log = logging.getLogger("zhumeng.notify.inapp")
 class InAppEvent:
     id: str  # the delivery id: the SSE event id, and what Last-Event-ID names
     data: dict[str, Any]
+    seq: str = ""  # stored deliveries: their time-ordered sequence id
+    sent: bool = False  # stored deliveries: the send completed (not in flight)
 
     @classmethod
     def of_message(cls, message: Message, at: datetime) -> InAppEvent:
@@ -61,6 +63,8 @@ class InAppEvent:
                 "locale": doc.get("locale"),
                 "at": at.isoformat() if isinstance(at, datetime) else None,
             },
+            seq=str(doc.get("seq", "")),
+            sent=doc.get("status") == "sent",
         )
 
 
