@@ -3,6 +3,7 @@ signature as the provider documents it, so an accepted message proves the signin
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -244,6 +245,15 @@ async def test_wechat_sends_with_one_cached_token(wechat: FakeWeChat, closing: l
     assert got.extra["page"] == "pages/request/detail?id=req_1"
     assert got.params["character_string2"] == "req_1" and got.params["name3"] == "秀英"
     assert len(got.params["thing1"]) <= 20  # the subject, cut to the key type's limit
+
+
+async def test_concurrent_wechat_sends_share_one_token_fetch(
+    wechat: FakeWeChat, closing: list[Any]
+) -> None:
+    channel = wx(wechat, closing)
+    issued = wechat.tokens_issued
+    await asyncio.gather(*(channel.send(message(OPENID, "wechat")) for _ in range(5)))
+    assert wechat.tokens_issued == issued + 1
 
 
 @pytest.mark.parametrize("invalidate", ["expire_tokens", "revoke_tokens"])
