@@ -47,6 +47,17 @@ Answer = tuple[int, dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class Request:
+    """One request as received: header names lower-cased, the query parsed (in order)."""
+
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
 class Accepted:
     """A message a fake provider took: where to, which template, with which parameters."""
 
@@ -137,7 +148,7 @@ class FakeProvider:
         parts = urlsplit(target)
         query = parse_qsl(parts.query, keep_blank_values=True)
         lowered = {k.lower(): v for k, v in headers.items()}
-        status, answer = self.handle(method, parts.path, query, lowered, body)
+        status, answer = self.handle(Request(method, parts.path, query, lowered, body))
         if (code := self.error_code(answer)) is not None:
             with self._lock:
                 self.refused.append(code)
@@ -147,14 +158,7 @@ class FakeProvider:
         with self._lock:
             self.accepted.append(accepted)
 
-    def handle(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes,
-    ) -> Answer:
+    def handle(self, req: Request) -> Answer:
         raise NotImplementedError
 
     def unavailable(self, status: int) -> dict[str, Any]:
@@ -224,15 +228,9 @@ class FakeAlibabaSms(FakeProvider):
             "Message": message,
         }
 
-    def verify(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes,
-    ) -> Answer | None:
+    def verify(self, req: Request) -> Answer | None:
         """None if the signature holds, else the provider's error answer."""
+        headers, body = req.headers, req.body
         auth = headers.get("authorization", "")
         match = re.fullmatch(
             r"ACS3-HMAC-SHA256 Credential=([^,]+),SignedHeaders=([^,]+),Signature=([0-9a-f]{64})",
@@ -271,12 +269,12 @@ class FakeAlibabaSms(FakeProvider):
             return self._error(
                 400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
             )
-        canonical_query = "&".join(f"{_rfc3986(k)}={_rfc3986(v)}" for k, v in sorted(query))
+        canonical_query = "&".join(f"{_rfc3986(k)}={_rfc3986(v)}" for k, v in sorted(req.query))
         canonical_headers = "".join(f"{n}:{headers[n].strip()}\n" for n in names)
         canonical = "\n".join(
             [
-                method,
-                path or "/",
+                req.method,
+                req.path or "/",
                 canonical_query,
                 canonical_headers,
                 signed_names,
@@ -300,20 +298,14 @@ class FakeAlibabaSms(FakeProvider):
             self._nonces.add(nonce)
         return None
 
-    def handle(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes,
-    ) -> Answer:
-        refused = self.verify(method, path, query, headers, body)
+    def handle(self, req: Request) -> Answer:
+        refused = self.verify(req)
+        headers = req.headers
         if refused is not None:
             return refused
         if headers["x-acs-action"] != "SendSms" or headers["x-acs-version"] != "2017-05-25":
             return self._error(404, "InvalidAction.NotFound", "Specified api is not found.")
-        params = dict(query)
+        params = dict(req.query)
         for name in ("PhoneNumbers", "SignName", "TemplateCode"):
             if not params.get(name):
                 return self._error(400, f"Missing{name}", f"{name} is mandatory for this action.")
@@ -448,15 +440,11 @@ class FakeTencentSms(FakeProvider):
             )
         return None
 
-    def handle(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes,
-    ) -> Answer:
-        if method != "POST" or not headers.get("content-type", "").startswith("application/json"):
+    def handle(self, req: Request) -> Answer:
+        headers, body = req.headers, req.body
+        if req.method != "POST" or not headers.get("content-type", "").startswith(
+            "application/json"
+        ):
             return 200, self._error("InvalidParameter", "Only JSON POST requests are accepted.")
         refused = self.verify(headers, body)
         if refused is not None:
@@ -564,19 +552,12 @@ class FakeWeChat(FakeProvider):
         with self._lock:
             self._tokens.clear()
 
-    def handle(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes,
-    ) -> Answer:
-        params = dict(query)
-        if method == "GET" and path == "/cgi-bin/token":
+    def handle(self, req: Request) -> Answer:
+        params = dict(req.query)
+        if req.method == "GET" and req.path == "/cgi-bin/token":
             return 200, self._token(params)
-        if method == "POST" and path == "/cgi-bin/message/subscribe/send":
-            return 200, self._subscribe_send(params.get("access_token"), body)
+        if req.method == "POST" and req.path == "/cgi-bin/message/subscribe/send":
+            return 200, self._subscribe_send(params.get("access_token"), req.body)
         return 404, {"errcode": 404, "errmsg": "not found"}
 
     def _token(self, params: dict[str, str]) -> dict[str, Any]:
