@@ -183,6 +183,8 @@ class Platform:
                 "ZHUMENG_MONGO_DB_PREFIX": self.config.db_prefix,
                 "ZHUMENG_HTTP_PORT": str(self.config.service_ports[name]),
                 "ZHUMENG_CATALOG_SEED_DEMO": "true" if self.config.seed_demo else "false",
+                # notify's coordinator directory: one per demo township, two at the county
+                "ZHUMENG_NOTIFY_SEED_DEMO": "true" if self.config.seed_demo else "false",
                 "ZHUMENG_SMTP_HOST": "127.0.0.1",
                 "ZHUMENG_SMTP_PORT": str(self.config.smtp_port),
                 "PYTHONUNBUFFERED": "1",
