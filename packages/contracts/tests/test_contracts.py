@@ -12,7 +12,7 @@ from zhumeng_contracts.compat import breaking_changes
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode, encode, to_structured
 from zhumeng_contracts.events import ALL_EVENTS, EVENTS_BY_TYPE, Event
 from zhumeng_contracts.schemas import SCHEMA_DIR, rendered
-from zhumeng_contracts.topics import TOPICS, TOPICS_BY_NAME
+from zhumeng_contracts.topics import TOPICS, TOPICS_BY_NAME, markdown_table
 
 pytestmark = pytest.mark.contract
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -115,3 +115,10 @@ def test_envelope_round_trip_and_rejections() -> None:
         )
     with pytest.raises(EnvelopeError, match="payload invalid"):
         decode(meta, b'{"request_id": 1}')
+
+
+def test_readme_topic_table_is_the_registry() -> None:
+    """The README's topic table is generated (`python -m zhumeng_contracts.topics`): a topic
+    added, moved or re-described without regenerating it fails here."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme

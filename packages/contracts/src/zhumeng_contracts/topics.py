@@ -198,3 +198,30 @@ def all_topic_names(with_dlq: bool = True) -> list[str]:
     if with_dlq:
         names += [t.dlq for t in TOPICS]
     return names
+
+
+def _retention(spec: TopicSpec) -> str:
+    if spec.compacted:
+        return "compacted"
+    return f"{spec.retention_ms // (24 * 3600 * 1000)} days"
+
+
+def markdown_table() -> str:
+    """The topic table of the README, from this registry (a contract test keeps them equal)."""
+    rows = [
+        "| topic | retention | partitions | key | producer | consumers | event types "
+        "| personal data | encoding |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in TOPICS:
+        types = ", ".join(f"`{e.TYPE}`" for e in t.events)
+        rows.append(
+            f"| `{t.name}` | {_retention(t)} | {t.partitions} | {t.key} | "
+            f"{', '.join(t.producers)} | {', '.join(t.consumers) or '–'} | {types} | "
+            f"{'yes' if t.pii else 'no'} | {'structured' if t.structured else 'binary'} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
