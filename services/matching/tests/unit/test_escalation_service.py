@@ -76,10 +76,10 @@ def setup(
     types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
     types.apply("haircut", service(target_claim_min=60, matching_mode=mode, offer_ttl_min=5))
     decisions, timers = Decisions(), Timers()
-    life = LifecycleService(decisions, FakeLoads(), index, types, timers=timers)  # type: ignore[arg-type]
-    esc = EscalationService(life, decisions, types, timers, ladder_factory(60, (1.5, 2.0), ALWAYS))  # type: ignore[arg-type]
+    life = LifecycleService(decisions, FakeLoads(), index, types, timers=timers)
+    esc = EscalationService(life, decisions, types, timers, ladder_factory(60, (1.5, 2.0), ALWAYS))
     life.widen = esc.widen_now
-    match = lc.new_match("req_1", "haircut", WINDOW, 1, mode)  # type: ignore[arg-type]
+    match = lc.new_match("req_1", "haircut", WINDOW, 1, mode)
     decisions.docs["req_1"] = {
         "_id": "req_1",
         "_v": 1,
