@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import (
@@ -44,6 +45,8 @@ class MatchingSettings(ServiceSettings):
     escalation_minute_s: float = Field(default=60.0, gt=0, le=60.0)
     escalation_radius_factors: list[float] = Field(default=[1.5, 2.0], max_length=5)
     office_hours: str = office_hours.TOWNSHIP_OFFICE_SPEC
+    # offers and open-claim invitations one volunteer gets per Asia/Shanghai day at most
+    daily_offer_cap: int = Field(default=5, ge=1, le=1000)
 
     @field_validator("escalation_radius_factors")
     @classmethod
@@ -57,6 +60,26 @@ class MatchingSettings(ServiceSettings):
     def _hours(cls, spec: str) -> str:
         office_hours.parse(spec)  # ValueError -> refused at start-up
         return spec
+
+
+class MongoOfferCounts:
+    """Offers per volunteer and local day: one guarded upsert each, so two replicas never
+    count past the cap (the reservation pattern of ADR 0006)."""
+
+    def __init__(self, db: AsyncDatabase[Doc], cap: int) -> None:
+        self._coll = db["offer_counts"]
+        self._cap = cap
+
+    async def take(self, volunteer_id: str, day: str) -> bool:
+        try:
+            await self._coll.find_one_and_update(
+                {"_id": f"{volunteer_id}:{day}", "n": {"$lt": self._cap}},
+                {"$inc": {"n": 1}, "$setOnInsert": {"volunteer_id": volunteer_id, "day": day}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # the document exists and the guard failed: the cap is reached
+        return True
 
 
 class MongoQueue:
@@ -117,6 +140,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     )
     escalation = EscalationService(lifecycle, decisions, service_types, timers, ladder_of)
     lifecycle.widen = escalation.widen_now
+    lifecycle.offer_cap = MongoOfferCounts(runtime.db, settings.daily_offer_cap)
     timers.register(ESCALATION_TIMER, escalation.on_timer)
     reviews = ReviewService(lifecycle, escalation, decisions, MongoQueue(runtime.db))
     matcher = Matcher(

@@ -158,3 +158,33 @@ async def test_open_claim_invites_the_newly_reachable_after_a_wider_radius() -> 
         "zhumeng.claim.opened.v1",
     ]
     assert decisions.bodies("req_1")[1]["invited_volunteer_ids"] == ["v0", "v1"]
+
+
+class Cap:
+    """At most `cap` offers per volunteer and day."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.counts: dict[tuple[str, str], int] = {}
+
+    async def take(self, volunteer_id: str, day: str) -> bool:
+        n = self.counts.get((volunteer_id, day), 0)
+        if n >= self.cap:
+            return False
+        self.counts[(volunteer_id, day)] = n + 1
+        return True
+
+
+async def test_a_volunteer_at_the_daily_cap_is_skipped() -> None:
+    _, life, decisions, _ = setup(vols=2)
+    cap = Cap(1)
+    life.offer_cap = cap
+    await life.offer_next("req_1")  # widened first (nobody within the radius), then v0
+    made = [b for b in decisions.bodies("req_1") if "offer_id" in b]
+    assert [b["volunteer_id"] for b in made] == ["v0"]
+    assert sum(cap.counts.values()) == 1  # only the offer made is counted
+
+    _, other, others, _ = setup(vols=2)
+    other.offer_cap = cap  # the same day: v0 has had its one offer
+    await other.offer_next("req_1")
+    assert [b["volunteer_id"] for b in others.bodies("req_1") if "offer_id" in b] == ["v1"]

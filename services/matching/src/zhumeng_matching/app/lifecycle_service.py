@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from zhumeng_contracts.events import (
     AssignmentCancelled,
@@ -41,6 +42,7 @@ MAX_RACES = 20
 OFFER_TIMER = "offer-expiry"
 COOL_OFF = timedelta(hours=6)  # a decliner is not offered the same request again for this long
 Transition = Callable[[lc.Match], lc.Result]
+LOCAL = ZoneInfo("Asia/Shanghai")  # the day of the daily offer cap
 
 
 class LifecycleService:
@@ -61,6 +63,8 @@ class LifecycleService:
         self._timers = timers
         # climbs one wider_radius rung now (the escalation service, set by bootstrap)
         self.widen: Callable[[str], Awaitable[lc.Match | None]] | None = None
+        # offers and invitations a volunteer may get per day (set by bootstrap)
+        self.offer_cap: OfferCap | None = None
 
     # ---- auto-offer cascade ----------------------------------------------------------------
 
@@ -83,6 +87,7 @@ class LifecycleService:
         fresh = self._candidates(request, service, tried, len(match.free_slots), match)
         if not fresh and not match.open_offers and not match.live_assignments:
             match, fresh = await self._widened(request, service, tried, match)
+        fresh = await self._within_cap(fresh, len(match.free_slots))
         if not fresh and not match.open_offers and not match.live_assignments:
             return await self._apply(request_id, _give_up(now))
         if fresh and self._timers is not None:
@@ -139,6 +144,7 @@ class LifecycleService:
         best = self._candidates(request, service, set(), service.claim_invites, match)
         if not best:
             match, best = await self._widened(request, service, set(), match)
+        best = await self._within_cap(best, service.claim_invites)
         now = datetime.now(UTC)
         if not best:
             return await self._apply(request_id, _give_up(now))
@@ -344,6 +350,20 @@ class LifecycleService:
             fresh = self._candidates(request, service, excluded, len(match.free_slots), match)
         return match, fresh
 
+    async def _within_cap(self, candidates: list[Candidate], needed: int) -> list[Candidate]:
+        """The first `needed` candidates, best first, who have not had their daily number of
+        offers and invitations yet; each one kept counts one (an atomic increment)."""
+        if self.offer_cap is None:
+            return candidates
+        day = datetime.now(LOCAL).date().isoformat()
+        kept: list[Candidate] = []
+        for c in candidates:
+            if len(kept) >= needed:
+                break
+            if await self.offer_cap.take(c.volunteer.id, day):
+                kept.append(c)
+        return kept
+
     async def invite_more(self, request_id: str) -> lc.Match | None:
         """Open claim after a wider radius: invite the newly eligible volunteers too."""
         doc = await self._decisions.get(request_id)
@@ -355,6 +375,7 @@ class LifecycleService:
         if service is None or match.state in lc.NOT_MATCHING or not match.free_slots:
             return match
         more = self._candidates(request, service, set(match.invited), service.claim_invites, match)
+        more = await self._within_cap(more, service.claim_invites)
         if not more:
             return match
         invited = [c.volunteer.id for c in more[: service.claim_invites]]
@@ -401,6 +422,12 @@ class LifecycleService:
             return lc.reassign(m, assignment_id, c, now)
 
         return await self._take(request_id, volunteer_id, command)
+
+
+class OfferCap(Protocol):
+    async def take(self, volunteer_id: str, day: str) -> bool:
+        """Count one offer for the volunteer on this local day, unless the cap is reached."""
+        ...
 
 
 def in_scope(who: Principal, doc: dict[str, Any]) -> bool:
