@@ -350,6 +350,20 @@ class LifecycleService:
             fresh = self._candidates(request, service, excluded, len(match.free_slots), match)
         return match, fresh
 
+    async def _open(
+        self, request_id: str
+    ) -> tuple[lc.Match, RequestPosted, ServiceTypeRecord | None] | None:
+        """The match, its request and service type; None unless it has a match that may
+        still take volunteers (the service type is None if the catalog dropped it)."""
+        doc = await self._decisions.get(request_id)
+        if doc is None or "lifecycle" not in doc or "posted" not in doc:
+            return None
+        match = decode(doc["lifecycle"])
+        if match.state in lc.NOT_MATCHING:
+            return None
+        request = RequestPosted.model_validate(doc["posted"])
+        return match, request, self._service_types.get(request.service_type_id)
+
     async def _within_cap(self, candidates: list[Candidate], needed: int) -> list[Candidate]:
         """The first `needed` candidates, best first, who have not had their daily number of
         offers and invitations yet; each one kept counts one (an atomic increment)."""
@@ -366,13 +380,11 @@ class LifecycleService:
 
     async def invite_more(self, request_id: str) -> lc.Match | None:
         """Open claim after a wider radius: invite the newly eligible volunteers too."""
-        doc = await self._decisions.get(request_id)
-        if doc is None or "lifecycle" not in doc or "posted" not in doc:
+        loaded = await self._open(request_id)
+        if loaded is None:
             return None
-        match = decode(doc["lifecycle"])
-        request = RequestPosted.model_validate(doc["posted"])
-        service = self._service_types.get(request.service_type_id)
-        if service is None or match.state in lc.NOT_MATCHING or not match.free_slots:
+        match, request, service = loaded
+        if service is None or not match.free_slots:
             return match
         more = self._candidates(request, service, set(match.invited), service.claim_invites, match)
         more = await self._within_cap(more, service.claim_invites)
@@ -385,13 +397,11 @@ class LifecycleService:
     async def fill_direct(self, request_id: str) -> lc.Match | None:
         """Direct mode after a review or a wider radius: assign the best eligible volunteers
         to every free slot (capacity first, as always)."""
-        doc = await self._decisions.get(request_id)
-        if doc is None or "lifecycle" not in doc or "posted" not in doc:
+        loaded = await self._open(request_id)
+        if loaded is None:
             return None
-        match = decode(doc["lifecycle"])
-        request = RequestPosted.model_validate(doc["posted"])
-        service = self._service_types.get(request.service_type_id)
-        if service is None or match.state in lc.NOT_MATCHING:
+        match, request, service = loaded
+        if service is None:
             return match
         tried = {a.volunteer_id for a in match.assignments}
         fresh = self._candidates(request, service, tried, len(match.free_slots) + 5, match)
