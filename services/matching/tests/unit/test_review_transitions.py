@@ -1,4 +1,5 @@
-"""Review, escalation rungs and reassignment as pure transitions of a match."""
+"""Review, escalation rungs and reassignment as pure transitions of a match, and the lines
+of the coordinators' queue."""
 
 from datetime import timedelta
 
@@ -12,6 +13,8 @@ from zhumeng_contracts.events import (
     ReviewRequired,
     VolunteerAssigned,
 )
+from zhumeng_matching.app.lifecycle_service import encode
+from zhumeng_matching.app.review import _over, queue_item
 from zhumeng_matching.domain import lifecycle as lc
 from zhumeng_matching.domain.policy import Candidate, Load, score
 from zhumeng_matching.examples import WINDOW, request, volunteer
@@ -94,3 +97,24 @@ def test_reassignment_moves_the_slot_to_another_volunteer() -> None:
     with pytest.raises(lc.LifecycleError) as err:
         lc.reassign(m, m.live_assignments[0].assignment_id, cand("v2"), NOW)
     assert err.value.code == "already_assigned"
+
+
+def test_queue_items_say_why_a_request_waits() -> None:
+    posted = request().model_dump(mode="json")
+    in_review = {"_id": "req_1", "posted": posted, "lifecycle": encode(held())}
+    item = queue_item(in_review)
+    assert (item["kind"], item["township_id"], item["state"]) == ("in_review", "t", "in_review")
+    climbed, _ = lc.escalate(
+        lc.new_match("req_1", "haircut", WINDOW, 1, "auto_offer"),
+        3,
+        "township_liaison",
+        2.0,
+        "t",
+        None,
+        NOW,
+    )
+    item = queue_item({"_id": "req_1", "posted": posted, "lifecycle": encode(climbed)})
+    assert item["kind"] == "escalated" and item["escalation"]["level"] == "township_liaison"
+    unmatched = {"_id": "req_2", "posted": posted, "state": "unmatched", "reasons": {"x": 1}}
+    assert queue_item(unmatched)["kind"] == "unmatched"
+    assert not _over(unmatched, NOW) and _over(unmatched, WINDOW.end)

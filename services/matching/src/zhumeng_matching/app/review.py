@@ -79,7 +79,15 @@ class ReviewService:
 
     async def queue(self, who: Principal, limit: int) -> list[dict[str, Any]]:
         township = None if (who.has("admin") or not who.township) else who.township
-        return [queue_item(d) for d in await self._queue.queue(township, limit)]
+        now = datetime.now(UTC)
+        docs = await self._queue.queue(township, limit)
+        return [queue_item(d) for d in docs if not _over(d, now)]
+
+
+def _over(doc: Doc, now: datetime) -> bool:
+    """An unmatched request whose window has ended needs nobody any more."""
+    end = ((doc.get("posted") or {}).get("window") or {}).get("end")
+    return end is not None and datetime.fromisoformat(end) <= now
 
 
 def queue_item(doc: Doc) -> dict[str, Any]:
