@@ -234,6 +234,58 @@ async def test_create_and_publish_through_the_outbox(http: httpx.AsyncClient, in
     assert st_recs[-1][2]["active"] is False
 
 
+async def test_review_batch_window_and_unavailability_are_published(
+    http: httpx.AsyncClient, infra: Infra
+) -> None:
+    town = {
+        "id": "pl_rv_town",
+        "kind": "township",
+        "name_zh": "审核镇",
+        "name_en": "Reviewtown",
+        "location": {"lat": 25.5, "lon": 118.25},
+    }
+    assert (await http.post("/v1/places", json=town, headers=COORD)).status_code == 201
+    st = {
+        "id": "rv_doctor",
+        "name_zh": "医生出诊",
+        "name_en": "Doctor visit",
+        "category": "health",
+        "default_duration_min": 60,
+        "target_claim_min": 240,
+        "needs_review": True,
+        "batch_window_min": 20,
+    }
+    created = await http.post("/v1/service-types", json=st, headers=COORD)
+    assert created.status_code == 201, created.text
+    assert (created.json()["needs_review"], created.json()["batch_window_min"]) == (True, 20)
+    patched = await http.patch(
+        "/v1/service-types/rv_doctor", json={"needs_review": False}, headers=COORD
+    )
+    assert patched.json()["needs_review"] is False
+    leave = {"start": "2026-12-01T08:00:00+08:00", "end": "2026-12-03T18:00:00+08:00"}
+    vol = {
+        "id": "vol_rv_1",
+        "name": "陈志强",
+        "display_name": "志强",
+        "phone": "13800000009",
+        "home_place_id": "pl_rv_town",
+        "unavailable": [leave],
+    }
+    assert (await http.post("/v1/volunteers", json=vol, headers=COORD)).status_code == 201
+    backwards = {"unavailable": [{"start": leave["end"], "end": leave["start"]}]}
+    assert_problem(await http.patch("/v1/volunteers/vol_rv_1", json=backwards, headers=COORD), 422)
+
+    boot = infra.kafka.bootstrap
+    types = await wait_for(boot, "catalog.service-types.v1", "rv_doctor", 2)
+    assert [(v["needs_review"], v["batch_window_min"]) for _, _, v in types] == [
+        (True, 20),
+        (False, 20),
+    ]
+    (volunteer,) = await wait_for(boot, "catalog.volunteers.v1", "vol_rv_1", 1)
+    assert len(volunteer[2]["unavailable"]) == 1
+    assert volunteer[2]["unavailable"] == [leave]
+
+
 async def test_search_and_pagination(http: httpx.AsyncClient) -> None:
     for i in range(2, 6):
         body = {

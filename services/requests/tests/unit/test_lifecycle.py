@@ -11,8 +11,12 @@ from zhumeng_contracts.events import (
     AssignmentCompleted,
     CheckedIn,
     RequestCompleted,
+    RequestEscalated,
+    RequestReviewed,
     RequestUnfulfilled,
     RequestUnmatched,
+    ReviewRequired,
+    TeamClaimed,
     VolunteerAssigned,
 )
 from zhumeng_contracts.events.common import TimeWindow
@@ -107,6 +111,41 @@ def asg(asg_id: str = "asg_1", slot: int = 1, status: str = "assigned") -> Assig
     )
 
 
+REVIEW_REQUIRED = ReviewRequired(
+    request_id=REQ, service_type_id="doctor_visit", township_id="pl_longxun", held_at=NOW
+)
+ESCALATED = RequestEscalated(
+    request_id=REQ,
+    step=3,
+    level="township_liaison",
+    township_id="pl_longxun",
+    radius_factor=2.0,
+    open_slots=1,
+    escalated_at=NOW,
+    next_step_at=NOW + timedelta(hours=1),
+)
+TEAM_CLAIMED = TeamClaimed(
+    request_id=REQ,
+    team_id="team_barbers",
+    lead_volunteer_id="vol_1",
+    member_ids=["vol_1", "vol_2"],
+    slots=[1, 2],
+    claimed_at=NOW,
+)
+
+
+def reviewed(decision: str) -> RequestReviewed:
+    return RequestReviewed.model_validate(
+        {
+            "request_id": REQ,
+            "decision": decision,
+            "coordinator_id": "co_1",
+            "note": "checked by phone",
+            "reviewed_at": NOW,
+        }
+    )
+
+
 # Every event against every status, on a request of two slots whose slot 1 holds asg_1:
 # the statuses from which it applies (all others: None, i.e. ignored).
 ALLOWED: list[tuple[str, LifecycleEvent, set[Status]]] = [
@@ -143,8 +182,23 @@ ALLOWED: list[tuple[str, LifecycleEvent, set[Status]]] = [
     (
         "RequestUnfulfilled",
         UNFULFILLED,
+        {
+            Status.POSTED,
+            Status.MATCHING,
+            Status.PARTIALLY_ASSIGNED,
+            Status.UNMATCHED,
+            Status.IN_REVIEW,
+        },
+    ),
+    ("ReviewRequired", REVIEW_REQUIRED, {Status.POSTED}),
+    ("RequestReviewed(approved)", reviewed("approved"), {Status.IN_REVIEW}),
+    ("RequestReviewed(rejected)", reviewed("rejected"), {Status.IN_REVIEW}),
+    (
+        "RequestEscalated",
+        ESCALATED,
         {Status.POSTED, Status.MATCHING, Status.PARTIALLY_ASSIGNED, Status.UNMATCHED},
     ),
+    ("TeamClaimed", TEAM_CLAIMED, set()),
 ]
 
 
@@ -167,6 +221,11 @@ EXPECTED_STATUS: list[tuple[str, LifecycleEvent, Status, Status]] = [
     ("completed", COMPLETED, Status.IN_PROGRESS, Status.COMPLETED),
     ("no-show", assignment_cancelled(), Status.PARTIALLY_ASSIGNED, Status.MATCHING),
     ("unfulfilled", UNFULFILLED, Status.PARTIALLY_ASSIGNED, Status.UNFULFILLED),
+    ("held for review", REVIEW_REQUIRED, Status.POSTED, Status.IN_REVIEW),
+    ("approved", reviewed("approved"), Status.IN_REVIEW, Status.MATCHING),
+    ("rejected", reviewed("rejected"), Status.IN_REVIEW, Status.REJECTED),
+    ("unfulfilled in review", UNFULFILLED, Status.IN_REVIEW, Status.UNFULFILLED),
+    ("escalated", ESCALATED, Status.PARTIALLY_ASSIGNED, Status.PARTIALLY_ASSIGNED),
     (
         "request cancelled",
         assignment_cancelled(reason="request_cancelled"),
@@ -299,7 +358,41 @@ def test_derived_status() -> None:
 
 
 def test_which_statuses_can_be_cancelled() -> None:
-    closed = {Status.COMPLETED, Status.RATED, Status.CANCELLED, Status.UNFULFILLED}
+    closed = {
+        Status.COMPLETED,
+        Status.RATED,
+        Status.CANCELLED,
+        Status.UNFULFILLED,
+        Status.REJECTED,
+    }
     for status in Status:
         assert can_cancel(status) == (status not in closed)
     assert set(cancellable_statuses()) == {s.value for s in Status} - {s.value for s in closed}
+
+
+def test_review_and_escalation_are_recorded_on_the_request() -> None:
+    state = RequestState(Status.POSTED, slots=1)
+    held = transition(state, REVIEW_REQUIRED)
+    assert held is not None and held.to_set()["review"] == {"required_at": NOW}
+    approved = transition(RequestState(Status.IN_REVIEW, 1), reviewed("approved"))
+    assert approved is not None
+    review = approved.to_set()["review"]
+    assert (review["decision"], review["coordinator_id"]) == ("approved", "co_1")
+    climbed = transition(RequestState(Status.MATCHING, 1), ESCALATED)
+    assert climbed is not None and climbed.status is Status.MATCHING
+    escalation = climbed.to_set()["escalation"]
+    assert (escalation["step"], escalation["level"], escalation["radius_factor"]) == (
+        3,
+        "township_liaison",
+        2.0,
+    )
+
+
+def test_team_and_trip_of_an_assignment_are_kept() -> None:
+    change = transition(
+        RequestState(Status.MATCHING, slots=2),
+        assigned(team_id="team_barbers", trip_id="trip_1"),
+    )
+    assert change is not None and change.assignments is not None
+    (kept,) = change.assignments
+    assert (kept.team_id, kept.trip_id) == ("team_barbers", "trip_1")

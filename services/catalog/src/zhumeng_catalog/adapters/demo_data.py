@@ -37,6 +37,8 @@ MODES: dict[str, Literal["direct", "auto_offer", "open_claim"]] = {
     "ride_to_relatives": "auto_offer",
     "hearing_test": "open_claim",
 }
+# a doctor's visit at home is checked by the township's coordinator before anyone is asked
+NEEDS_REVIEW = frozenset({"doctor_visit"})
 
 # id suffix, Chinese name, English name, lat, lon — approximate positions.
 TOWNSHIPS: tuple[tuple[str, str, str, float, float], ...] = (
@@ -209,6 +211,7 @@ def _service_types() -> list[ServiceTypeCreate]:
             default_duration_min=dur,
             target_claim_min=claim,
             matching_mode=MODES.get(sid, "direct"),
+            needs_review=sid in NEEDS_REVIEW,
         )
         for sid, zh, en, cat, skills, certs, dur, claim in SERVICE_TYPES
     ]

@@ -31,7 +31,7 @@ from zhumeng_contracts.events import (
     TeamRecord,
     VolunteerRecord,
 )
-from zhumeng_contracts.events.common import GeoPoint, Language, Locale, WeeklySlot
+from zhumeng_contracts.events.common import GeoPoint, Language, Locale, TimeWindow, WeeklySlot
 from zhumeng_kit.pii import mask_email, mask_phone
 from zhumeng_kit.problems import Unprocessable
 
@@ -63,6 +63,14 @@ def _unique_languages(values: list[Language]) -> list[Language]:
 Languages = Annotated[
     list[Language], Field(min_length=1, max_length=5), AfterValidator(_unique_languages)
 ]
+
+
+def _in_order(windows: list[TimeWindow]) -> list[TimeWindow]:
+    return sorted(windows, key=lambda w: w.start)
+
+
+# exceptions to the weekly schedule (leave, illness): absolute times, earliest first
+Unavailable = Annotated[list[TimeWindow], Field(max_length=50), AfterValidator(_in_order)]
 
 
 class Entity(BaseModel):
@@ -131,6 +139,9 @@ class ServiceType(Entity):
     matching_mode: WiredMode = "direct"
     offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60)
     claim_invites: int = Field(default=20, ge=1, le=200)
+    # a coordinator reviews each request before matching; batch mode's window
+    needs_review: bool = False
+    batch_window_min: int = Field(default=10, ge=1, le=24 * 60)
 
     def to_record(self) -> ServiceTypeRecord:
         return ServiceTypeRecord(**state_of(self))
@@ -150,6 +161,9 @@ class ServiceTypeCreate(Input):
     matching_mode: WiredMode = "direct"
     offer_ttl_min: int = Field(default=30, ge=1, le=24 * 60)
     claim_invites: int = Field(default=20, ge=1, le=200)
+    # a coordinator reviews each request before matching; batch mode's window
+    needs_review: bool = False
+    batch_window_min: int = Field(default=10, ge=1, le=24 * 60)
 
 
 class ServiceTypePatch(Input):
@@ -163,6 +177,8 @@ class ServiceTypePatch(Input):
     matching_mode: WiredMode | None = None
     offer_ttl_min: int | None = Field(default=None, ge=1, le=24 * 60)
     claim_invites: int | None = Field(default=None, ge=1, le=200)
+    needs_review: bool | None = None
+    batch_window_min: int | None = Field(default=None, ge=1, le=24 * 60)
     active: bool | None = None
 
 
@@ -239,6 +255,7 @@ class Volunteer(Entity):
     capacity: int = Field(ge=1, le=20)
     languages: Languages = ["mandarin"]
     team_ids: Annotated[UniqueIds, Field(max_length=10)] = []
+    unavailable: Unavailable = []
 
     def to_record(self) -> VolunteerRecord:
         """What matching sees: no name, phone or email."""
@@ -279,6 +296,7 @@ class VolunteerCreate(Input):
     capacity: int = Field(default=1, ge=1, le=20)
     languages: Languages = ["mandarin"]
     team_ids: Annotated[UniqueIds, Field(max_length=10)] = []
+    unavailable: Unavailable = []
 
 
 class VolunteerPatch(Input):
@@ -296,6 +314,7 @@ class VolunteerPatch(Input):
     capacity: int | None = Field(default=None, ge=1, le=20)
     languages: Languages | None = None
     team_ids: Annotated[UniqueIds, Field(max_length=10)] | None = None
+    unavailable: Unavailable | None = None
     active: bool | None = None
 
 

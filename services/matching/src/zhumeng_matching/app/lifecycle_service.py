@@ -9,8 +9,11 @@ is given back by `release_capacity`, which consumes matching's own `AssignmentCa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from zhumeng_contracts.events import (
     AssignmentCancelled,
@@ -25,8 +28,10 @@ from zhumeng_kit.outbox import outbox_entry
 from zhumeng_kit.problems import Conflict, Forbidden, NotFound, Unprocessable
 from zhumeng_kit.views import View
 
-from ..adapters.match_codec import decode, encode
+from ..adapters.match_codec import decode as decode_base
+from ..adapters.match_codec import encode as encode_base
 from ..domain import lifecycle as lc
+from ..domain.escalation import widened_candidates
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
 from ..domain.policy import Candidate, Load, score
@@ -37,6 +42,7 @@ MAX_RACES = 20
 OFFER_TIMER = "offer-expiry"
 COOL_OFF = timedelta(hours=6)  # a decliner is not offered the same request again for this long
 Transition = Callable[[lc.Match], lc.Result]
+LOCAL = ZoneInfo("Asia/Shanghai")  # the day of the daily offer cap
 
 
 class LifecycleService:
@@ -55,6 +61,10 @@ class LifecycleService:
         self._service_types = service_types
         self._on_events = on_events
         self._timers = timers
+        # climbs one wider_radius rung now (the escalation service, set by bootstrap)
+        self.widen: Callable[[str], Awaitable[lc.Match | None]] | None = None
+        # offers and invitations a volunteer may get per day (set by bootstrap)
+        self.offer_cap: OfferCap | None = None
 
     # ---- auto-offer cascade ----------------------------------------------------------------
 
@@ -65,7 +75,7 @@ class LifecycleService:
         if doc is None or "lifecycle" not in doc or "posted" not in doc:
             return None
         match = decode(doc["lifecycle"])
-        if match.state in lc.FINAL or not match.free_slots:
+        if match.state in lc.NOT_MATCHING or not match.free_slots:
             return match
         request = RequestPosted.model_validate(doc["posted"])
         service = self._service_types.get(request.service_type_id)
@@ -74,7 +84,10 @@ class LifecycleService:
         now = datetime.now(UTC)
         ttl = timedelta(minutes=service.offer_ttl_min)
         tried = {o.volunteer_id for o in match.offers} | {a.volunteer_id for a in match.assignments}
-        fresh = self._fresh(request, service, tried, len(match.free_slots))
+        fresh = self._candidates(request, service, tried, len(match.free_slots), match)
+        if not fresh and not match.open_offers and not match.live_assignments:
+            match, fresh = await self._widened(request, service, tried, match)
+        fresh = await self._within_cap(fresh, len(match.free_slots))
         if not fresh and not match.open_offers and not match.live_assignments:
             return await self._apply(request_id, _give_up(now))
         if fresh and self._timers is not None:
@@ -122,13 +135,16 @@ class LifecycleService:
         if doc is None or "lifecycle" not in doc or "posted" not in doc:
             return None
         match = decode(doc["lifecycle"])
-        if match.invited or match.state in lc.FINAL:
+        if match.invited or match.state in lc.NOT_MATCHING:
             return match  # invited already
         request = RequestPosted.model_validate(doc["posted"])
         service = self._service_types.get(request.service_type_id)
         if service is None:
             return match
-        best = self._fresh(request, service, set(), service.claim_invites)
+        best = self._candidates(request, service, set(), service.claim_invites, match)
+        if not best:
+            match, best = await self._widened(request, service, set(), match)
+        best = await self._within_cap(best, service.claim_invites)
         now = datetime.now(UTC)
         if not best:
             return await self._apply(request_id, _give_up(now))
@@ -239,7 +255,7 @@ class LifecycleService:
         request = RequestPosted.model_validate(doc["posted"])
         service = self._service_types.get(request.service_type_id)
         match = decode(doc["lifecycle"])
-        if service is None or not match.free_slots or match.state in lc.FINAL:
+        if service is None or not match.free_slots or match.state in lc.NOT_MATCHING:
             return None
         tried = {a.volunteer_id for a in match.assignments}
         fresh = self._fresh(request, service, tried, len(match.free_slots) + 5)
@@ -280,17 +296,179 @@ class LifecycleService:
             doc = await self._decisions.get(request_id)
             if doc is None or "lifecycle" not in doc:
                 raise NotFound(f"no assignment for request {request_id!r}")
+            before = decode(doc["lifecycle"])
             try:
-                match, events = transition(decode(doc["lifecycle"]))
+                match, events = transition(before)
             except lc.LifecycleError as exc:
                 raise problem_of(exc) from exc
-            if not events:
-                return match
+            if not events and match == before:
+                return match  # a no-op (a cancellation without assignments still is a change)
             entries = [outbox_entry(e, SOURCE) for e in events]
             if await self._decisions.save_lifecycle(request_id, doc["_v"], encode(match), entries):
                 self._on_events()
                 return match
         raise Conflict(f"request {request_id} is changing too fast; retry")
+
+    # ---- review, escalation, reassignment (ADR 0009) ----------------------------------------
+
+    async def apply(self, request_id: str, transition: Transition) -> lc.Match:
+        """The compare-and-set of a transition, for the review and escalation services."""
+        return await self._apply(request_id, transition)
+
+    def _candidates(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        excluded: set[str],
+        needed: int,
+        match: lc.Match,
+    ) -> list[Candidate]:
+        """`_fresh`, or with the radius widened by the escalation ladder a pass over every
+        volunteer with each radius multiplied (escalation is rare; the index has no factor)."""
+        if match.radius_factor <= 1.0:
+            return self._fresh(request, service, excluded, needed)
+        found = widened_candidates(
+            self._index.all(), request, service, self._loads.cached(), match.radius_factor
+        )
+        return [c for c in found if c.volunteer.id not in excluded]
+
+    async def _widened(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        excluded: set[str],
+        match: lc.Match,
+    ) -> tuple[lc.Match, list[Candidate]]:
+        """Nobody left within the radius: widen step by step (each a RequestEscalated
+        wider_radius) until somebody is found or the ladder has no wider radius left."""
+        fresh: list[Candidate] = []
+        while not fresh and self.widen is not None:
+            widened = await self.widen(request.request_id)
+            if widened is None:
+                break
+            match = widened
+            fresh = self._candidates(request, service, excluded, len(match.free_slots), match)
+        return match, fresh
+
+    async def _open(
+        self, request_id: str
+    ) -> tuple[lc.Match, RequestPosted, ServiceTypeRecord | None] | None:
+        """The match, its request and service type; None unless it has a match that may
+        still take volunteers (the service type is None if the catalog dropped it)."""
+        doc = await self._decisions.get(request_id)
+        if doc is None or "lifecycle" not in doc or "posted" not in doc:
+            return None
+        match = decode(doc["lifecycle"])
+        if match.state in lc.NOT_MATCHING:
+            return None
+        request = RequestPosted.model_validate(doc["posted"])
+        return match, request, self._service_types.get(request.service_type_id)
+
+    async def _within_cap(self, candidates: list[Candidate], needed: int) -> list[Candidate]:
+        """The first `needed` candidates, best first, who have not had their daily number of
+        offers and invitations yet; each one kept counts one (an atomic increment)."""
+        if self.offer_cap is None:
+            return candidates
+        day = datetime.now(LOCAL).date().isoformat()
+        kept: list[Candidate] = []
+        for c in candidates:
+            if len(kept) >= needed:
+                break
+            if await self.offer_cap.take(c.volunteer.id, day):
+                kept.append(c)
+        return kept
+
+    async def invite_more(self, request_id: str) -> lc.Match | None:
+        """Open claim after a wider radius: invite the newly eligible volunteers too."""
+        loaded = await self._open(request_id)
+        if loaded is None:
+            return None
+        match, request, service = loaded
+        if service is None or not match.free_slots:
+            return match
+        more = self._candidates(request, service, set(match.invited), service.claim_invites, match)
+        more = await self._within_cap(more, service.claim_invites)
+        if not more:
+            return match
+        invited = [c.volunteer.id for c in more[: service.claim_invites]]
+        now = datetime.now(UTC)
+        return await self._apply(request_id, lambda m: lc.open_claim(m, invited, now))
+
+    async def fill_direct(self, request_id: str) -> lc.Match | None:
+        """Direct mode after a review or a wider radius: assign the best eligible volunteers
+        to every free slot (capacity first, as always)."""
+        loaded = await self._open(request_id)
+        if loaded is None:
+            return None
+        match, request, service = loaded
+        if service is None:
+            return match
+        tried = {a.volunteer_id for a in match.assignments}
+        fresh = self._candidates(request, service, tried, len(match.free_slots) + 5, match)
+        for candidate in fresh:
+            if not match.free_slots:
+                break
+            vid = candidate.volunteer.id
+            if not await self._loads.reserve(vid, request_id, candidate.volunteer.capacity):
+                continue
+            try:
+                match = await self._apply(
+                    request_id, _assign_to(candidate, datetime.now(UTC), len(fresh))
+                )
+            except (Conflict, NotFound):
+                await self._loads.release(vid, request_id)
+                break
+        return match
+
+    async def reassign(
+        self, who: Principal, request_id: str, assignment_id: str, volunteer_id: str
+    ) -> lc.Match:
+        """A coordinator gives an assignment to another volunteer (township scope)."""
+        doc = await self._decisions.get(request_id)
+        if doc is None or not in_scope(who, doc):
+            raise NotFound(f"no match for request {request_id!r}")
+
+        def command(m: lc.Match, c: Candidate, now: datetime) -> lc.Result:
+            return lc.reassign(m, assignment_id, c, now)
+
+        return await self._take(request_id, volunteer_id, command)
+
+
+class OfferCap(Protocol):
+    async def take(self, volunteer_id: str, day: str) -> bool:
+        """Count one offer for the volunteer on this local day, unless the cap is reached."""
+        ...
+
+
+def in_scope(who: Principal, doc: dict[str, Any]) -> bool:
+    """A township coordinator acts only in their township; county staff and admins anywhere."""
+    if not who.township or who.has("admin"):
+        return True
+    township = doc.get("township_id") or (doc.get("posted") or {}).get("township_id")
+    return bool(township == who.township)
+
+
+def encode(match: lc.Match) -> dict[str, Any]:
+    """The stored match with its review and escalation (the codec does not know them yet)."""
+    doc = encode_base(match)
+    doc.update(
+        review=match.review,
+        escalation_step=match.escalation_step,
+        escalation_level=match.escalation_level,
+        radius_factor=match.radius_factor,
+        state=match.state.value,
+    )
+    return doc
+
+
+def decode(doc: dict[str, Any]) -> lc.Match:
+    return replace(
+        decode_base(doc),
+        review=doc.get("review") or "",
+        escalation_step=doc.get("escalation_step") or 0,
+        escalation_level=doc.get("escalation_level"),
+        radius_factor=doc.get("radius_factor") or 1.0,
+    )
 
 
 def problem_of(exc: lc.LifecycleError) -> Exception:

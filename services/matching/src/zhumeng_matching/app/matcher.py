@@ -32,6 +32,8 @@ from ..domain import lifecycle as lc
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
 from ..domain.policy import Candidate, Load, score
+from .escalation import EscalationService
+from .lifecycle_service import encode as encode_with_review
 from .ports import DecisionStore, LoadStore, OfferCascade
 
 SOURCE = "zhumeng/matching"
@@ -48,8 +50,10 @@ class Matcher:
         decisions: DecisionStore,
         on_events: object = None,
         offers: OfferCascade | None = None,
+        escalation: EscalationService | None = None,
     ) -> None:
         self._offers = offers
+        self._escalation = escalation
         self._index = index
         self._service_types = service_types
         self._loads = loads
@@ -70,6 +74,8 @@ class Matcher:
         service = self._service_types.get(request.service_type_id)
         if service is None:
             raise PermanentError(f"unknown service type {request.service_type_id}")
+        if service.needs_review and self._escalation is not None:
+            return await self._hold_for_review(request, service)
         if service.matching_mode == "auto_offer" and self._offers is not None:
             return await self._start_offers(request, "offering", "auto_offer")
         if service.matching_mode == "open_claim" and self._offers is not None:
@@ -133,6 +139,7 @@ class Matcher:
             "township_id": request.township_id,
             "lifecycle": encode_match(match),
         }
+        await self._arm_escalation(request)
         await self._finish(request, state, fields, [])
         assert self._offers is not None
         if mode == "open_claim":
@@ -165,6 +172,8 @@ class Matcher:
         for candidate in chosen:
             match, produced = lc.assign(match, candidate, now, considered)
             events += produced
+        if len(chosen) < request.slots:
+            await self._arm_escalation(request)  # slots left open: the ladder's clock runs
         first = chosen[0]
         fields = {
             # the first volunteer at the top level: what the decision API has always shown
@@ -179,6 +188,33 @@ class Matcher:
         }
         await self._finish(request, "assigned", fields, [outbox_entry(e, SOURCE) for e in events])
         return "assigned"
+
+    # ---- review and escalation (ADR 0009) ---------------------------------------------------
+
+    async def _hold_for_review(self, request: RequestPosted, service: ServiceTypeRecord) -> str:
+        """A service type that needs review: the match opens held (ReviewRequired) and waits
+        for a coordinator; if the appointment starts first, it ends unfulfilled."""
+        now = datetime.now(UTC)
+        match = lc.new_match(
+            request.request_id,
+            request.service_type_id,
+            request.window,
+            request.slots,
+            service.matching_mode,
+        )
+        match, events = lc.hold_for_review(match, request.township_id, now)
+        assert self._escalation is not None
+        await self._escalation.arm_window(request)
+        fields: dict[str, object] = {
+            "township_id": request.township_id,
+            "lifecycle": encode_with_review(match),
+        }
+        await self._finish(request, "in_review", fields, [outbox_entry(e, SOURCE) for e in events])
+        return "in_review"
+
+    async def _arm_escalation(self, request: RequestPosted) -> None:
+        if self._escalation is not None:
+            await self._escalation.arm(request, request.posted_at)
 
     async def _unmatched(
         self, request: RequestPosted, reasons: dict[str, int], considered: int

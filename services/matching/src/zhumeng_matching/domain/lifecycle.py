@@ -32,10 +32,14 @@ from zhumeng_contracts.events import (
     OfferExpired,
     OfferMade,
     RequestCompleted,
+    RequestEscalated,
+    RequestReviewed,
     RequestUnfulfilled,
+    ReviewRequired,
     VolunteerAssigned,
 )
 from zhumeng_contracts.events.common import TimeWindow
+from zhumeng_contracts.events.lifecycle import EscalationLevel
 from zhumeng_contracts.events.matching import MatchMode
 
 from .policy import Candidate
@@ -62,9 +66,13 @@ class State(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     UNFULFILLED = "unfulfilled"
+    IN_REVIEW = "in_review"  # held for a coordinator (service types that need review)
+    REJECTED = "rejected"  # the coordinator said no
 
 
-FINAL = frozenset({State.COMPLETED, State.CANCELLED, State.UNFULFILLED})
+FINAL = frozenset({State.COMPLETED, State.CANCELLED, State.UNFULFILLED, State.REJECTED})
+#: No offers, claims or assignments: closed, or still waiting for the review.
+NOT_MATCHING = FINAL | {State.IN_REVIEW}
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,11 @@ class Match:
     declined_until: tuple[tuple[str, datetime], ...] = ()
     cancelled: bool = False
     unfulfilled: bool = False
+    # review and the escalation ladder (ADR 0009)
+    review: str = ""  # "" (not needed) | pending | approved | rejected
+    escalation_step: int = 0  # rungs climbed
+    escalation_level: EscalationLevel | None = None
+    radius_factor: float = 1.0  # volunteers' radius multiplied (wider_radius rungs)
 
     # ---- derived state -------------------------------------------------------------------
 
@@ -123,6 +136,10 @@ class Match:
         live = self.live_assignments
         if self.cancelled:
             return State.CANCELLED
+        if self.review == "rejected":
+            return State.REJECTED
+        if self.review == "pending" and not self.unfulfilled:
+            return State.IN_REVIEW
         if live and len(live) == self.slots and all(a.status == "completed" for a in live):
             return State.COMPLETED
         if self.unfulfilled:
@@ -158,7 +175,7 @@ def new_match(
 
 
 def _require_open(match: Match) -> None:
-    if match.state in FINAL:
+    if match.state in NOT_MATCHING:
         raise LifecycleError("closed", f"request {match.request_id} is {match.state.value}")
 
 
@@ -450,8 +467,12 @@ def _withdraw_open(offers: tuple[Offer, ...]) -> tuple[Offer, ...]:
 def give_up(match: Match, reason: UnfulfilledReason, now: datetime) -> Result:
     """Nobody (more) can be found in time: the request ends unfulfilled, open offers are
     withdrawn; volunteers already assigned keep their part."""
-    _require_open(match)
-    if match.state not in (State.MATCHING, State.OFFERED, State.PARTIALLY_ASSIGNED):
+    if match.state not in (
+        State.MATCHING,
+        State.OFFERED,
+        State.PARTIALLY_ASSIGNED,
+        State.IN_REVIEW,
+    ):
         raise LifecycleError("not_matching", f"request {match.request_id} is {match.state.value}")
     offers = tuple(
         replace(o, status="withdrawn") if o.status == "open" else o for o in match.offers
@@ -478,3 +499,93 @@ def released_by(events: list[Event]) -> Released:
     return Released(
         [e.volunteer_id for e in events if isinstance(e, AssignmentCancelled | AssignmentCompleted)]
     )
+
+
+# ---- review, escalation and reassignment (ADR 0009) ---------------------------------------
+
+
+def hold_for_review(match: Match, township_id: str, now: datetime) -> Result:
+    """A service type that needs review: nothing is offered until a coordinator approves."""
+    if match.review:
+        return match, []  # held already
+    match = replace(match, review="pending")
+    event = ReviewRequired(
+        request_id=match.request_id,
+        service_type_id=match.service_type_id,
+        township_id=township_id,
+        held_at=now,
+    )
+    return match, [event]
+
+
+def review(
+    match: Match,
+    decision: Literal["approved", "rejected"],
+    coordinator_id: str,
+    note: str | None,
+    now: datetime,
+) -> Result:
+    """The coordinator's decision: approved (matching starts) or rejected (terminal)."""
+    if match.state is not State.IN_REVIEW:
+        raise LifecycleError("not_in_review", f"request {match.request_id} is {match.state.value}")
+    match = replace(match, review=decision)
+    event = RequestReviewed(
+        request_id=match.request_id,
+        decision=decision,
+        coordinator_id=coordinator_id,
+        note=note,
+        reviewed_at=now,
+    )
+    return match, [event]
+
+
+def escalate(
+    match: Match,
+    step: int,
+    level: EscalationLevel,
+    radius_factor: float,
+    township_id: str,
+    next_step_at: datetime | None,
+    now: datetime,
+) -> Result:
+    """Climb to rung `step` of the ladder. A no-op unless it is the next rung and slots are
+    still open (a timer may fire late, twice, or after the request was filled)."""
+    filled = len(match.live_assignments) >= match.slots
+    if match.state in NOT_MATCHING or filled or step <= match.escalation_step:
+        return match, []
+    factor = max(radius_factor, match.radius_factor)
+    match = replace(match, escalation_step=step, escalation_level=level, radius_factor=factor)
+    event = RequestEscalated(
+        request_id=match.request_id,
+        step=step,
+        level=level,
+        township_id=township_id,
+        radius_factor=factor,
+        open_slots=match.slots - len(match.live_assignments),
+        escalated_at=now,
+        next_step_at=next_step_at,
+    )
+    return match, [event]
+
+
+def reassign(match: Match, assignment_id: str, c: Candidate, now: datetime) -> Result:
+    """A coordinator moves an assignment not yet started to another volunteer, same slot."""
+    _require_open(match)
+    a = _live(match, assignment_id, None)
+    if a.status != "active":
+        raise LifecycleError("not_active", f"assignment {assignment_id} is {a.status}")
+    if c.volunteer.id in {x.volunteer_id for x in match.live_assignments}:
+        raise LifecycleError("already_assigned", f"{c.volunteer.id} already serves this request")
+    match = _set_assignment(match, a, status="cancelled")
+    cancelled = AssignmentCancelled(
+        request_id=match.request_id,
+        assignment_id=assignment_id,
+        volunteer_id=a.volunteer_id,
+        by="coordinator",
+        reason="reassigned",
+        cancelled_at=now,
+    )
+    new = Assignment(_new_id("asg", now), c.volunteer.id, a.slot, _code())
+    match = replace(match, assignments=(*match.assignments, new))
+    assigned = _assigned_event(match, new, c, 1, now).model_copy(update={"mode": "coordinator"})
+    return match, [cancelled, assigned]

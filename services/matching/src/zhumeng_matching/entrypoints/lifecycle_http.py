@@ -13,10 +13,9 @@ from pydantic import BaseModel, Field
 from zhumeng_kit.auth import Principal, require_roles
 from zhumeng_kit.problems import Forbidden
 
-from ..adapters.match_codec import decode
 from ..adapters.mongo_stores import MongoDecisionStore
 from ..app.hours import credits_of, to_csv, totals
-from ..app.lifecycle_service import LifecycleService
+from ..app.lifecycle_service import LifecycleService, decode
 from ..domain.index import VolunteerIndex
 from ..domain.lifecycle import Match
 
@@ -40,6 +39,12 @@ def view(match: Match, who: Principal) -> dict[str, Any]:
         "slots": match.slots,
         "mode": match.mode,
         "window": match.window.model_dump(mode="json"),
+        "review": match.review or None,
+        "escalation": {
+            "step": match.escalation_step,
+            "level": match.escalation_level,
+            "radius_factor": match.radius_factor,
+        },
         "assignments": [
             {
                 "assignment_id": a.assignment_id,

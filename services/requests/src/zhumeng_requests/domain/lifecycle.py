@@ -12,7 +12,11 @@ dead-lettered.
     ... --AssignmentCancelled(no_show | withdrawn | reassigned)--> the slot re-opens: matching
         (or partially_assigned / in_progress while other volunteers still serve)
     cancelled --AssignmentCancelled(request_cancelled)--> (assignment cancelled)
-    posted | matching | partially_assigned | unmatched --RequestUnfulfilled--> unfulfilled
+    posted | matching | partially_assigned | unmatched | in_review --RequestUnfulfilled-->
+        unfulfilled
+    posted --ReviewRequired--> in_review --RequestReviewed--> matching (approved) | rejected
+    any open status --RequestEscalated--> (the same status; the escalation rung is recorded)
+    TeamClaimed: no change (each member's VolunteerAssigned follows, with the team's id)
 
 The request's status after an assignment changes is derived from its assignments the way
 matching derives its own state, so both services agree: any volunteer checked in or done ->
@@ -35,8 +39,12 @@ from zhumeng_contracts.events import (
     AssignmentCompleted,
     CheckedIn,
     RequestCompleted,
+    RequestEscalated,
+    RequestReviewed,
     RequestUnfulfilled,
     RequestUnmatched,
+    ReviewRequired,
+    TeamClaimed,
     VolunteerAssigned,
 )
 
@@ -50,6 +58,10 @@ LifecycleEvent = (
     | AssignmentCancelled
     | RequestCompleted
     | RequestUnfulfilled
+    | ReviewRequired
+    | RequestReviewed
+    | RequestEscalated
+    | TeamClaimed
 )
 #: The event types the requests service follows on `matching.events.v1`.
 LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
@@ -60,6 +72,10 @@ LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     AssignmentCancelled,
     RequestCompleted,
     RequestUnfulfilled,
+    ReviewRequired,
+    RequestReviewed,
+    RequestEscalated,
+    TeamClaimed,
 )
 
 
@@ -83,6 +99,10 @@ UNMATCHABLE_FROM = frozenset({Status.POSTED, Status.MATCHING})
 SERVING = frozenset({Status.ASSIGNED, Status.PARTIALLY_ASSIGNED, Status.IN_PROGRESS})
 REOPENABLE_FROM = SERVING | {Status.MATCHING}
 UNFULFILLABLE_FROM = frozenset(
+    {Status.POSTED, Status.MATCHING, Status.PARTIALLY_ASSIGNED, Status.UNMATCHED, Status.IN_REVIEW}
+)
+#: Where an escalation rung is recorded (the request is still waiting for volunteers).
+ESCALATABLE = frozenset(
     {Status.POSTED, Status.MATCHING, Status.PARTIALLY_ASSIGNED, Status.UNMATCHED}
 )
 
@@ -107,6 +127,8 @@ class Assignment(BaseModel):
     checked_out_at: datetime | None = None
     hours: float | None = None
     ended_at: datetime | None = None
+    team_id: str | None = None  # a slot a team claimed for this member
+    trip_id: str | None = None  # a slot filled on the volunteer's planned trip
 
     @property
     def live(self) -> bool:
@@ -204,6 +226,8 @@ def transition(state: RequestState, event: LifecycleEvent) -> Change | None:
                 "decided_at": event.decided_at,
             }
             return Change(Status.UNFULFILLED, fields={"unfulfilled": unfulfilled})
+        case ReviewRequired() | RequestReviewed() | RequestEscalated() | TeamClaimed():
+            return _review_or_escalation(state, event)
     return None  # pragma: no cover - the union is exhaustive
 
 
@@ -227,6 +251,8 @@ def _assigned(state: RequestState, event: VolunteerAssigned) -> Change | None:
         score=event.score,
         explanation=[p.model_dump() for p in event.explanation],
         assigned_at=event.assigned_at,
+        team_id=event.team_id,
+        trip_id=event.trip_id,
     )
     assignments = (*state.assignments, new)
     return Change(derived_status(assignments, state.slots), assignments)
@@ -286,3 +312,38 @@ def _assignment_cancelled(state: RequestState, event: AssignmentCancelled) -> Ch
     )
     assignments = _replace(state.assignments, updated)
     return Change(derived_status(assignments, state.slots), assignments)
+
+
+def _review_or_escalation(
+    state: RequestState, event: ReviewRequired | RequestReviewed | RequestEscalated | TeamClaimed
+) -> Change | None:
+    """Review holds and releases (or ends) a request; an escalation rung is recorded."""
+    match event:
+        case ReviewRequired():
+            if state.status is not Status.POSTED:
+                return None
+            return Change(Status.IN_REVIEW, fields={"review": {"required_at": event.held_at}})
+        case RequestReviewed():
+            if state.status is not Status.IN_REVIEW:
+                return None
+            review = {
+                "decision": event.decision,
+                "coordinator_id": event.coordinator_id,
+                "note": event.note,
+                "reviewed_at": event.reviewed_at,
+            }
+            after = Status.MATCHING if event.decision == "approved" else Status.REJECTED
+            return Change(after, fields={"review": review})
+        case RequestEscalated():
+            if state.status not in ESCALATABLE:
+                return None
+            escalation = {
+                "step": event.step,
+                "level": event.level,
+                "radius_factor": event.radius_factor,
+                "open_slots": event.open_slots,
+                "escalated_at": event.escalated_at,
+                "next_step_at": event.next_step_at,
+            }
+            return Change(state.status, fields={"escalation": escalation})
+    return None  # a team's claim: its members' VolunteerAssigned change the request

@@ -29,10 +29,14 @@ class Status(StrEnum):
     UNMATCHED = "unmatched"
     CANCELLED = "cancelled"
     UNFULFILLED = "unfulfilled"
+    IN_REVIEW = "in_review"  # a coordinator reviews it before matching (some service types)
+    REJECTED = "rejected"  # the coordinator declined it
 
 
 #: A request may be cancelled in every status but these (409 otherwise).
-NOT_CANCELLABLE = frozenset({Status.COMPLETED, Status.RATED, Status.CANCELLED, Status.UNFULFILLED})
+NOT_CANCELLABLE = frozenset(
+    {Status.COMPLETED, Status.RATED, Status.CANCELLED, Status.UNFULFILLED, Status.REJECTED}
+)
 
 
 def can_cancel(status: str) -> bool:

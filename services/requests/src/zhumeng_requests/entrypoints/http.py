@@ -70,7 +70,7 @@ def present(doc: Doc, who: Principal) -> dict[str, Any]:
         out["assignment"] = (live or assignments)[-1]
     elif doc.get("assignment"):  # a request assigned before assignments were tracked
         out["assignment"] = present_assignment(doc["assignment"], is_requester)
-    for optional in ("unmatched", "unfulfilled", "cancelled", "rating"):
+    for optional in ("unmatched", "unfulfilled", "cancelled", "rating", "review", "escalation"):
         if doc.get(optional):
             out[optional] = doc[optional]
     for optional in ("hours_total", "completed_at"):
