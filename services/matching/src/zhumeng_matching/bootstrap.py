@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from pydantic import Field
 
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import (
     AssignmentCancelled,
     AssignmentCompleted,
+    PlaceRecord,
     RequestCancelled,
     RequestPosted,
     ServiceTypeRecord,
+    TeamRecord,
     VolunteerRecord,
 )
 from zhumeng_kit.auth import principal_dependency
@@ -22,16 +26,27 @@ from zhumeng_kit.settings import ServiceSettings
 from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
 from zhumeng_kit.views import View
 
+from .adapters.batch_store import MongoBatchStore, PendingDecisions
 from .adapters.mongo_stores import DECISIONS, MongoDecisionStore, MongoLoadStore
+from .adapters.trip_store import MongoTripStore
+from .app.batch_runner import BATCH_TIMER, BatchRunner
 from .app.lifecycle_service import OFFER_TIMER, LifecycleService
 from .app.matcher import Matcher
+from .app.team_claims import TeamClaims
+from .app.trips_service import TripsService
 from .domain.index import VolunteerIndex
-from .entrypoints.http import router
+from .entrypoints.batch_http import batch_router
+from .entrypoints.http import CurrentPrincipal, router
 from .entrypoints.lifecycle_http import lifecycle_router
+from .entrypoints.teams_http import teams_router
+from .entrypoints.trips_http import trips_router
 
 
 class MatchingSettings(ServiceSettings):
     http_port: int = 8003
+    # batch mode: every service type's window in seconds instead of its batch_window_min
+    # (tests, demos); unset in production
+    batch_window_s: int | None = Field(default=None, ge=1, le=24 * 3600)
 
 
 def build(settings: MatchingSettings | None = None) -> FastAPI:
@@ -41,7 +56,16 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     volunteers: View[VolunteerRecord] = View(VolunteerRecord)
     volunteers.listeners.append(index.on_change)
     service_types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
-    runtime.views({VolunteerRecord.TOPIC: volunteers, ServiceTypeRecord.TOPIC: service_types})
+    teams: View[TeamRecord] = View(TeamRecord)
+    places: View[PlaceRecord] = View(PlaceRecord)
+    runtime.views(
+        {
+            VolunteerRecord.TOPIC: volunteers,
+            ServiceTypeRecord.TOPIC: service_types,
+            TeamRecord.TOPIC: teams,
+            PlaceRecord.TOPIC: places,
+        }
+    )
 
     loads = MongoLoadStore(runtime.db)
     decisions = MongoDecisionStore(runtime.db)
@@ -61,8 +85,17 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         await lifecycle.on_offer_timer(timer.payload["request_id"])
 
     timers.register(OFFER_TIMER, on_offer_timer)
+    pooled = pooled_modes(
+        runtime, settings, index, service_types, teams, places, loads, decisions, lifecycle, timers
+    )
     matcher = Matcher(
-        index, service_types, loads, decisions, on_events=relay.wake, offers=lifecycle
+        index,
+        service_types,
+        loads,
+        decisions,
+        on_events=relay.wake,
+        offers=lifecycle,
+        pooled={"team": pooled.teams, "batch": pooled.batch, "trip": pooled.trips},
     )
 
     async def on_posted(meta: EventMeta, event: Any) -> None:
@@ -73,6 +106,8 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
 
     async def on_released(meta: EventMeta, event: Any) -> None:
         await lifecycle.release_capacity(event)
+        if isinstance(event, AssignmentCancelled):
+            await pooled.trips.release_stale(event.request_id)  # room on a trip, if any
 
     runtime.consume(
         ["requests.events.v1"], {RequestPosted: on_posted, RequestCancelled: on_cancelled}
@@ -86,8 +121,71 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     current = principal_dependency(settings)
     app = create_app(
         runtime,
-        [router(decisions, index, current), lifecycle_router(lifecycle, decisions, index, current)],
+        [
+            router(decisions, index, current),
+            lifecycle_router(lifecycle, decisions, index, current),
+            *pooled.routers(current),
+        ],
         "Zhumeng matching",
     )
     app.state.runtime = runtime
     return app
+
+
+@dataclass
+class PooledModes:
+    """Team claims, batch windows and trip pooling, and their HTTP APIs."""
+
+    teams: TeamClaims
+    batch: BatchRunner
+    trips: TripsService
+    pending: PendingDecisions
+    batch_store: MongoBatchStore
+
+    def routers(self, current: CurrentPrincipal) -> list[APIRouter]:
+        return [
+            teams_router(self.teams, self.pending, current),
+            trips_router(self.trips, current),
+            batch_router(self.batch_store, current),
+        ]
+
+
+def pooled_modes(
+    runtime: ServiceRuntime,
+    settings: MatchingSettings,
+    index: VolunteerIndex,
+    service_types: View[ServiceTypeRecord],
+    teams: View[TeamRecord],
+    places: View[PlaceRecord],
+    loads: MongoLoadStore,
+    decisions: MongoDecisionStore,
+    lifecycle: LifecycleService,
+    timers: Scheduler,
+) -> PooledModes:
+    pending = PendingDecisions(runtime.db)
+    batch_store = MongoBatchStore(runtime.db)
+    trip_store = MongoTripStore(runtime.db)
+    for store in (pending, batch_store, trip_store):
+        runtime.on_startup(store.ensure_indexes)
+    batch = BatchRunner(
+        batch_store,
+        pending,
+        index,
+        service_types,
+        loads,
+        lifecycle,
+        timers,
+        settings.batch_window_s,
+    )
+
+    async def on_batch_timer(timer: Timer) -> None:
+        await batch.run(timer.payload["service_type_id"], int(timer.payload["window_no"]))
+
+    timers.register(BATCH_TIMER, on_batch_timer)
+    return PooledModes(
+        teams=TeamClaims(teams, index, service_types, loads, decisions, lifecycle),
+        batch=batch,
+        trips=TripsService(trip_store, pending, decisions, index, service_types, places, lifecycle),
+        pending=pending,
+        batch_store=batch_store,
+    )
