@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -64,7 +65,9 @@ class BatchRunner:
         lifecycle: LifecycleService,
         timers: Timers,
         window_s: int | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._clock = clock
         self._store = store
         self._pending = pending
         self._index = index
@@ -94,7 +97,7 @@ class BatchRunner:
         service = self._service_types.get(service_type_id)
         if service is None:
             return
-        w = await self._store.open_window(service_type_id, datetime.now(UTC), self.window(service))
+        w = await self._store.open_window(service_type_id, self._clock(), self.window(service))
         n = int(w["window_no"])
         await self._timers.schedule(
             BATCH_TIMER,
@@ -106,7 +109,7 @@ class BatchRunner:
     # ---- the run -----------------------------------------------------------------------------
 
     async def run(self, service_type_id: str, window_no: int) -> Doc:
-        started = datetime.now(UTC)
+        started = self._clock()
         await self._store.close_window(service_type_id, window_no)
         service = self._service_types.get(service_type_id)
         docs = await self._pending.waiting(BATCH_STATE, service_type_id)
@@ -141,7 +144,7 @@ class BatchRunner:
                 await self._lifecycle.apply_holding(
                     pair.request_id,
                     [(vol.id, vol.capacity)],
-                    _assign(candidate, datetime.now(UTC), len(requests)),
+                    _assign(candidate, self._clock(), len(requests)),
                 )
             except (Conflict, NotFound):
                 skipped.append(pair.request_id)  # stays pending for the next window
@@ -151,7 +154,7 @@ class BatchRunner:
             "service_type_id": service_type_id,
             "window_no": window_no,
             "started_at": started,
-            "finished_at": datetime.now(UTC),
+            "finished_at": self._clock(),
             "requests": [r.request_id for r in requests],
             "assigned": assigned,
             "skipped": skipped,

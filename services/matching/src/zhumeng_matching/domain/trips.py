@@ -536,7 +536,9 @@ def match_onto_trips(
 
 def unload(load: TripLoad, request_id: str, seats: int, cargo_kg: float) -> TripLoad:
     """The trip's load without one request (cancelled, or placed elsewhere): its seats, cargo
-    and both stops go; every other stop keeps its order."""
+    and both stops go; every other stop keeps its order. A request not on it: no change."""
+    if request_id not in load.request_ids():
+        return load
     return TripLoad(
         seats=max(0, load.seats - seats),
         cargo_kg=max(0.0, load.cargo_kg - cargo_kg),
