@@ -388,21 +388,11 @@ def assign_on_trip(
 
 
 def withdraw(match: Match, assignment_id: str, volunteer_id: str, now: datetime) -> Result:
-    """The volunteer can no longer serve (e.g. cancelled the trip): the slot opens again."""
-    _require_open(match)
-    a = _live(match, assignment_id, volunteer_id)
-    if a.status != "active":
-        raise LifecycleError("not_active", f"assignment {assignment_id} is {a.status}")
-    match = _set_assignment(match, a, status="cancelled")
-    event = AssignmentCancelled(
-        request_id=match.request_id,
-        assignment_id=assignment_id,
-        volunteer_id=volunteer_id,
-        by="volunteer",
-        reason="withdrawn",
-        cancelled_at=now,
-    )
-    return match, [event]
+    """The volunteer can no longer serve (e.g. cancelled the trip): the slot opens again,
+    as after a no-show, but the volunteer said so."""
+    _live(match, assignment_id, volunteer_id)  # their own assignment only
+    match, events = report_no_show(match, assignment_id, now)
+    return match, [e.model_copy(update={"by": "volunteer", "reason": "withdrawn"}) for e in events]
 
 
 # ---- service -----------------------------------------------------------------------------
