@@ -107,7 +107,9 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     async def on_released(meta: EventMeta, event: Any) -> None:
         await lifecycle.release_capacity(event)
         if isinstance(event, AssignmentCancelled):
-            await pooled.trips.release_stale(event.request_id)  # room on a trip, if any
+            await pooled.trips.release_stale(
+                event.request_id, event.cancelled_at
+            )  # room on a trip, if any
 
     runtime.consume(
         ["requests.events.v1"], {RequestPosted: on_posted, RequestCancelled: on_cancelled}

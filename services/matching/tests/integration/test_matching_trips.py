@@ -207,6 +207,19 @@ async def test_a_parcel_and_a_ride_along_the_route_ride_on_the_trip(
     seen = await eventually(requester_sees_it, within=60, what="the parcel assigned")
     assert seen["dropoff_place_id"] == SHUIKOU and seen["cargo_kg"] == 10
 
+    # the resident cancels the parcel: the trip gets its cargo room back, the ride stays
+    async with httpx.AsyncClient(base_url=platform.url("requests"), timeout=30) as api:
+        cancelled = await api.post(f"/v1/requests/{parcel_id}/cancel", headers=resident)
+    assert cancelled.status_code == 200, cancelled.text
+
+    async def room_back() -> dict[str, Any] | None:
+        t = await trip_of(platform, driver, trip["trip_id"])
+        return t if t["request_ids"] == [ride.request_id] else None
+
+    freed = await eventually(room_back, within=90, what="the parcel's room given back")
+    assert freed["committed"] == {"seats": 1, "cargo_kg": 0.0}
+    assert [s["kind"] for s in freed["stops"]] == ["pickup", "dropoff"]
+
 
 async def test_a_new_trip_picks_up_waiting_requests_and_concurrent_ones_never_overbook(
     platform: Platform, setup: dict[str, Any]

@@ -252,7 +252,11 @@ class TripsService:
             fit, doc = best
             carried = {
                 **doc.get("carried", {}),
-                request.request_id: {"seats": carry.seats, "cargo_kg": carry.cargo_kg},
+                request.request_id: {
+                    "seats": carry.seats,
+                    "cargo_kg": carry.cargo_kg,
+                    "placed_at": now.isoformat(),
+                },
             }
             if await self._trips.save_load(doc["_id"], doc["_v"], fit.load, carried):
                 return str(doc["_id"]) if await self._assign(request, doc, fit) else None
@@ -304,16 +308,20 @@ class TripsService:
                 return
         log.warning("could not give back room of request %s on trip %s", request_id, trip_id)
 
-    async def release_stale(self, request_id: str) -> None:
-        """After an assignment was cancelled: trips still holding room for the request but no
-        live assignment of its match give that room back."""
+    async def release_stale(self, request_id: str, cancelled_at: datetime) -> None:
+        """After an assignment of the request was cancelled: trips that took the request
+        before that moment and that no live assignment names give its room back (a trip
+        that took it since is a new placement in progress, and keeps it)."""
         doc = await self._decisions.get(request_id)
         if doc is None or "lifecycle" not in doc:
             return
         match = decode(doc["lifecycle"])
-        live = {a.trip_id for a in match.live_assignments if match.state not in lc.FINAL}
+        final = match.state in lc.FINAL
+        named = {a.trip_id for a in match.live_assignments}
         for trip in await self._trips.carrying(request_id):
-            if trip["_id"] not in live:
+            entry = trip.get("carried", {}).get(request_id, {})
+            placed = datetime.fromisoformat(entry.get("placed_at", cancelled_at.isoformat()))
+            if final or (trip["_id"] not in named and placed < cancelled_at):
                 await self._unload(trip["_id"], request_id)
 
 
