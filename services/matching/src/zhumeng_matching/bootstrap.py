@@ -106,10 +106,8 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
 
     async def on_released(meta: EventMeta, event: Any) -> None:
         await lifecycle.release_capacity(event)
-        if isinstance(event, AssignmentCancelled):
-            await pooled.trips.release_stale(
-                event.request_id, event.cancelled_at
-            )  # room on a trip, if any
+        if isinstance(event, AssignmentCancelled):  # room on a trip, if it held any
+            await pooled.trips.release_stale(event.request_id, event.cancelled_at)
 
     runtime.consume(
         ["requests.events.v1"], {RequestPosted: on_posted, RequestCancelled: on_cancelled}
