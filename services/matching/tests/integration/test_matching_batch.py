@@ -27,7 +27,7 @@ from zhumeng_devstack.testing import (
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_batch", "admin")
-WINDOW_S = 8  # every batch window, in seconds (the test setting)
+WINDOW_S = 10  # every batch window, in seconds (the test setting)
 LONGXUN = {"lat": 25.492, "lon": 118.243}  # where `longxun_request` asks for help
 
 
