@@ -59,6 +59,15 @@ def test_demo_shape() -> None:
     assert "driving" in by_id["parcel_delivery"].required_skills
     assert "driving" in by_id["ride_to_relatives"].required_skills
     assert "ecommerce" in by_id["produce_sale"].required_skills
+    modes = {s.id: s.matching_mode for s in demo.service_types if s.matching_mode != "direct"}
+    assert modes == {
+        "doctor_visit": "auto_offer",
+        "hearing_test": "open_claim",
+        "health_check": "team",
+        "ride_to_relatives": "trip",
+        "produce_sale": "batch",
+    }
+    assert [s.id for s in demo.service_types if s.needs_review] == ["doctor_visit"]
 
     vols = demo.volunteers
     assert len(vols) == 200 and vols[0].id == "vol_0001" and vols[-1].id == "vol_0200"

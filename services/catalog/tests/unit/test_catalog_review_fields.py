@@ -97,3 +97,16 @@ async def test_volunteer_unavailability_reaches_the_record_in_order() -> None:
 def test_demo_doctor_visits_need_review_and_nothing_else_does() -> None:
     reviewed = {s.id for s in demo_catalog().service_types if s.needs_review}
     assert reviewed == {"doctor_visit"}
+
+
+@pytest.mark.parametrize("mode", ["team", "batch", "trip"])
+async def test_review_is_refused_for_pooled_modes(mode: str) -> None:
+    """Pooled modes open their pool when the request is posted; a review before that would be
+    skipped silently, so the catalog refuses the combination (422)."""
+    catalog = Catalog(InMemoryCatalogRepository())
+    with pytest.raises(Unprocessable):
+        await catalog.create_service_type(
+            service_type(matching_mode=mode, needs_review=True), by=ADMIN
+        )
+    ok = await catalog.create_service_type(service_type(matching_mode=mode), by=ADMIN)
+    assert ok.matching_mode == mode and not ok.needs_review

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import Field, field_validator
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import (
     AssignmentCancelled,
     AssignmentCompleted,
+    PlaceRecord,
     RequestCancelled,
     RequestPosted,
     ServiceTypeRecord,
+    TeamRecord,
     VolunteerRecord,
 )
 from zhumeng_kit.auth import principal_dependency
@@ -25,17 +26,30 @@ from zhumeng_kit.settings import ServiceSettings
 from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
 from zhumeng_kit.views import View
 
-from .adapters.mongo_stores import DECISIONS, MongoDecisionStore, MongoLoadStore
+from .adapters.batch_store import MongoBatchStore, PendingDecisions
+from .adapters.mongo_stores import (
+    DECISIONS,
+    MongoDecisionStore,
+    MongoLoadStore,
+    MongoOfferCounts,
+    MongoQueue,
+)
+from .adapters.trip_store import MongoTripStore
+from .app.batch_runner import BATCH_TIMER, BatchRunner
 from .app.escalation import ESCALATION_TIMER, EscalationService, ladder_factory
 from .app.lifecycle_service import OFFER_TIMER, LifecycleService
 from .app.matcher import Matcher
-from .app.ports import Doc
-from .app.review import HUMAN_LEVELS, ReviewService
+from .app.review import ReviewService
+from .app.team_claims import TeamClaims
+from .app.trips_service import TripsService
 from .domain import office_hours
 from .domain.index import VolunteerIndex
+from .entrypoints.batch_http import batch_router
 from .entrypoints.coordinator_http import coordinator_router
-from .entrypoints.http import router
+from .entrypoints.http import CurrentPrincipal, router
 from .entrypoints.lifecycle_http import lifecycle_router
+from .entrypoints.teams_http import teams_router
+from .entrypoints.trips_http import trips_router
 
 
 class MatchingSettings(ServiceSettings):
@@ -61,49 +75,9 @@ class MatchingSettings(ServiceSettings):
         office_hours.parse(spec)  # ValueError -> refused at start-up
         return spec
 
-
-class MongoOfferCounts:
-    """Offers per volunteer and local day: one guarded upsert each, so two replicas never
-    count past the cap (the reservation pattern of ADR 0006)."""
-
-    def __init__(self, db: AsyncDatabase[Doc], cap: int) -> None:
-        self._coll = db["offer_counts"]
-        self._cap = cap
-
-    async def take(self, volunteer_id: str, day: str) -> bool:
-        try:
-            await self._coll.find_one_and_update(
-                {"_id": f"{volunteer_id}:{day}", "n": {"$lt": self._cap}},
-                {"$inc": {"n": 1}, "$setOnInsert": {"volunteer_id": volunteer_id, "day": day}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return False  # the document exists and the guard failed: the cap is reached
-        return True
-
-
-class MongoQueue:
-    """The coordinators' queue over matching's decisions (a query; the state is theirs)."""
-
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
-        self._coll = db[DECISIONS]
-
-    async def queue(self, township_id: str | None, limit: int) -> list[Doc]:
-        open_states = ["matching", "offered", "partially_assigned"]
-        query: Doc = {
-            "$or": [
-                {"lifecycle.state": "in_review"},
-                {"state": "unmatched"},
-                {
-                    "lifecycle.escalation_level": {"$in": list(HUMAN_LEVELS)},
-                    "lifecycle.state": {"$in": open_states},
-                },
-            ]
-        }
-        if township_id is not None:
-            query["posted.township_id"] = township_id
-        cursor = self._coll.find(query, {"outbox": 0}).sort("_id", 1).limit(limit)
-        return await cursor.to_list()
+    # batch mode: every service type's window in seconds instead of its batch_window_min
+    # (tests, demos); unset in production
+    batch_window_s: int | None = Field(default=None, ge=1, le=24 * 3600)
 
 
 def build(settings: MatchingSettings | None = None) -> FastAPI:
@@ -113,7 +87,16 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     volunteers: View[VolunteerRecord] = View(VolunteerRecord)
     volunteers.listeners.append(index.on_change)
     service_types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
-    runtime.views({VolunteerRecord.TOPIC: volunteers, ServiceTypeRecord.TOPIC: service_types})
+    teams: View[TeamRecord] = View(TeamRecord)
+    places: View[PlaceRecord] = View(PlaceRecord)
+    runtime.views(
+        {
+            VolunteerRecord.TOPIC: volunteers,
+            ServiceTypeRecord.TOPIC: service_types,
+            TeamRecord.TOPIC: teams,
+            PlaceRecord.TOPIC: places,
+        }
+    )
 
     loads = MongoLoadStore(runtime.db)
     decisions = MongoDecisionStore(runtime.db)
@@ -143,6 +126,9 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     lifecycle.offer_cap = MongoOfferCounts(runtime.db, settings.daily_offer_cap)
     timers.register(ESCALATION_TIMER, escalation.on_timer)
     reviews = ReviewService(lifecycle, escalation, decisions, MongoQueue(runtime.db))
+    pooled = pooled_modes(
+        runtime, settings, index, service_types, teams, places, loads, decisions, lifecycle, timers
+    )
     matcher = Matcher(
         index,
         service_types,
@@ -151,6 +137,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         on_events=relay.wake,
         offers=lifecycle,
         escalation=escalation,
+        pooled={"team": pooled.teams, "batch": pooled.batch, "trip": pooled.trips},
     )
 
     async def on_posted(meta: EventMeta, event: Any) -> None:
@@ -161,6 +148,8 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
 
     async def on_released(meta: EventMeta, event: Any) -> None:
         await lifecycle.release_capacity(event)
+        if isinstance(event, AssignmentCancelled):  # room on a trip, if it held any
+            await pooled.trips.release_stale(event.request_id, event.cancelled_at)
 
     runtime.consume(
         ["requests.events.v1"], {RequestPosted: on_posted, RequestCancelled: on_cancelled}
@@ -178,8 +167,68 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
             router(decisions, index, current),
             lifecycle_router(lifecycle, decisions, index, current),
             coordinator_router(reviews, lifecycle, current),
+            *pooled.routers(current),
         ],
         "Zhumeng matching",
     )
     app.state.runtime = runtime
     return app
+
+
+@dataclass
+class PooledModes:
+    """Team claims, batch windows and trip pooling, and their HTTP APIs."""
+
+    teams: TeamClaims
+    batch: BatchRunner
+    trips: TripsService
+    pending: PendingDecisions
+    batch_store: MongoBatchStore
+
+    def routers(self, current: CurrentPrincipal) -> list[APIRouter]:
+        return [
+            teams_router(self.teams, self.pending, current),
+            trips_router(self.trips, current),
+            batch_router(self.batch_store, current),
+        ]
+
+
+def pooled_modes(
+    runtime: ServiceRuntime,
+    settings: MatchingSettings,
+    index: VolunteerIndex,
+    service_types: View[ServiceTypeRecord],
+    teams: View[TeamRecord],
+    places: View[PlaceRecord],
+    loads: MongoLoadStore,
+    decisions: MongoDecisionStore,
+    lifecycle: LifecycleService,
+    timers: Scheduler,
+) -> PooledModes:
+    pending = PendingDecisions(runtime.db)
+    batch_store = MongoBatchStore(runtime.db)
+    trip_store = MongoTripStore(runtime.db)
+    for store in (pending, batch_store, trip_store):
+        runtime.on_startup(store.ensure_indexes)
+    batch = BatchRunner(
+        batch_store,
+        pending,
+        index,
+        service_types,
+        loads,
+        lifecycle,
+        timers,
+        settings.batch_window_s,
+    )
+
+    async def on_batch_timer(timer: Timer) -> None:
+        await batch.run(timer.payload["service_type_id"], int(timer.payload["window_no"]))
+
+    timers.register(BATCH_TIMER, on_batch_timer)
+    return PooledModes(
+        teams=TeamClaims(teams, index, service_types, loads, decisions, lifecycle),
+        batch=batch,
+        trips=TripsService(trip_store, pending, decisions, index, service_types, places, lifecycle),
+        pending=pending,
+        batch_store=batch_store,
+    )

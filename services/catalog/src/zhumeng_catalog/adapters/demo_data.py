@@ -15,13 +15,19 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import time
-from typing import Any, Literal
+from typing import Any
 
 from zhumeng_contracts.events.common import GeoPoint, Language, Locale, WeeklySlot
 
 from ..app.scope import SYSTEM
 from ..app.use_cases import Catalog
-from ..domain.models import PlaceCreate, ServiceTypeCreate, TeamCreate, VolunteerCreate
+from ..domain.models import (
+    PlaceCreate,
+    ServiceTypeCreate,
+    TeamCreate,
+    VolunteerCreate,
+    WiredMode,
+)
 
 SEED = 20240601
 COUNTY_SEAT = (25.492, 118.243)
@@ -30,12 +36,16 @@ VOLUNTEER_COUNT = 200
 # email-validator) rejects the special-use `.test` TLD, so ContactRecord could not carry it.
 # `.example` is reserved for documentation too (RFC 2606) and passes validation.
 DEMO_EMAIL_DOMAIN = "volunteers.zhumeng.example"
-# personal, one-to-one services are offered to one volunteer at a time, who accepts or
-# declines; hearing tests in a village are open to claim (抢单) by the qualified volunteers
-MODES: dict[str, Literal["direct", "auto_offer", "open_claim"]] = {
+# a doctor's visit is offered to one volunteer at a time, who accepts or declines; hearing
+# tests in a village are open to claim (抢单) by the qualified volunteers; a village health
+# check is taken by individuals or by a team's lead for its members; rides go along trips
+# volunteers already plan; help selling produce is routine and decided in batch windows
+MODES: dict[str, WiredMode] = {
     "doctor_visit": "auto_offer",
-    "ride_to_relatives": "auto_offer",
     "hearing_test": "open_claim",
+    "health_check": "team",
+    "ride_to_relatives": "trip",
+    "produce_sale": "batch",
 }
 # a doctor's visit at home is checked by the township's coordinator before anyone is asked
 NEEDS_REVIEW = frozenset({"doctor_visit"})

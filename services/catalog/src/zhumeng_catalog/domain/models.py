@@ -124,8 +124,10 @@ def next_version(old: E, data: dict[str, Any]) -> E:
 # ---------------------------------------------------------------------------- service types
 
 
-# the matching modes the platform runs today (the others are not wired yet)
-WiredMode = Literal["direct", "auto_offer", "open_claim"]
+# the matching modes a service type may choose ("coordinator" assignment works in every mode)
+WiredMode = Literal["direct", "auto_offer", "open_claim", "team", "batch", "trip"]
+# review holds a request before its first search; the pooled modes open their pool at posting
+REVIEWABLE_MODES = frozenset({"direct", "auto_offer", "open_claim"})
 
 
 class ServiceType(Entity):
@@ -142,6 +144,15 @@ class ServiceType(Entity):
     # a coordinator reviews each request before matching; batch mode's window
     needs_review: bool = False
     batch_window_min: int = Field(default=10, ge=1, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _reviewable(self) -> ServiceType:
+        if self.needs_review and self.matching_mode not in REVIEWABLE_MODES:
+            raise ValueError(
+                f"review is available for {', '.join(sorted(REVIEWABLE_MODES))} service types, "
+                f"not {self.matching_mode}"
+            )
+        return self
 
     def to_record(self) -> ServiceTypeRecord:
         return ServiceTypeRecord(**state_of(self))

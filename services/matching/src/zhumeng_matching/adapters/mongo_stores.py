@@ -10,6 +10,7 @@ from pymongo.errors import DuplicateKeyError
 from zhumeng_kit.outbox import append_events, ensure_outbox_index
 
 from ..app.ports import Doc
+from ..app.review import HUMAN_LEVELS
 from ..domain.policy import Load
 
 LOADS = "loads"
@@ -150,3 +151,47 @@ class MongoDecisionStore:
         query = {"lifecycle.assignments.status": "completed"}
         fields = {"lifecycle": 1, "township_id": 1}
         return await self._coll.find(query, fields).to_list()
+
+
+class MongoOfferCounts:
+    """Offers per volunteer and local day: one guarded upsert each, so two replicas never
+    count past the cap (the reservation pattern of ADR 0006)."""
+
+    def __init__(self, db: AsyncDatabase[Doc], cap: int) -> None:
+        self._coll = db["offer_counts"]
+        self._cap = cap
+
+    async def take(self, volunteer_id: str, day: str) -> bool:
+        try:
+            await self._coll.find_one_and_update(
+                {"_id": f"{volunteer_id}:{day}", "n": {"$lt": self._cap}},
+                {"$inc": {"n": 1}, "$setOnInsert": {"volunteer_id": volunteer_id, "day": day}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # the document exists and the guard failed: the cap is reached
+        return True
+
+
+class MongoQueue:
+    """The coordinators' queue over matching's decisions (a query; the state is theirs)."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._coll = db[DECISIONS]
+
+    async def queue(self, township_id: str | None, limit: int) -> list[Doc]:
+        open_states = ["matching", "offered", "partially_assigned"]
+        query: Doc = {
+            "$or": [
+                {"lifecycle.state": "in_review"},
+                {"state": "unmatched"},
+                {
+                    "lifecycle.escalation_level": {"$in": list(HUMAN_LEVELS)},
+                    "lifecycle.state": {"$in": open_states},
+                },
+            ]
+        }
+        if township_id is not None:
+            query["posted.township_id"] = township_id
+        cursor = self._coll.find(query, {"outbox": 0}).sort("_id", 1).limit(limit)
+        return await cursor.to_list()

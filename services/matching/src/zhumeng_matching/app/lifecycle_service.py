@@ -289,6 +289,32 @@ class LifecycleService:
                 return fresh
             k *= 4
 
+    # ---- for the pooled modes (teams, trips, batch) ----------------------------------------
+
+    async def apply(self, request_id: str, transition: Transition) -> lc.Match:
+        """The compare-and-set loop below, for use cases of other modules (pooled modes,
+        review, escalation)."""
+        return await self._apply(request_id, transition)
+
+    async def apply_holding(
+        self, request_id: str, holds: list[tuple[str, int]], transition: Transition
+    ) -> lc.Match:
+        """Take every volunteer's capacity (guarded updates), then apply the transition once;
+        if any reservation or the transition fails, give back only what this call took."""
+        held_before = set(await self._loads.holders_of(request_id))
+        taken: list[str] = []
+        try:
+            for volunteer_id, capacity in holds:
+                if not await self._loads.reserve(volunteer_id, request_id, capacity):
+                    raise Conflict(f"{volunteer_id} has no free capacity", code="no_capacity")
+                taken.append(volunteer_id)
+            return await self._apply(request_id, transition)
+        except Exception:
+            for volunteer_id in taken:
+                if volunteer_id not in held_before:
+                    await self._loads.release(volunteer_id, request_id)
+            raise
+
     # ---- the compare-and-set loop ----------------------------------------------------------
 
     async def _apply(self, request_id: str, transition: Transition) -> lc.Match:
@@ -310,10 +336,6 @@ class LifecycleService:
         raise Conflict(f"request {request_id} is changing too fast; retry")
 
     # ---- review, escalation, reassignment (ADR 0009) ----------------------------------------
-
-    async def apply(self, request_id: str, transition: Transition) -> lc.Match:
-        """The compare-and-set of a transition, for the review and escalation services."""
-        return await self._apply(request_id, transition)
 
     def _candidates(
         self,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
 from zhumeng_contracts.events import (
     Event,
@@ -41,6 +43,21 @@ FIRST_K = 5  # candidates asked of the index at first; more only when reservatio
 log = logging.getLogger("zhumeng.matching")
 
 
+class PooledMode(Protocol):
+    """Where requests of a pooled mode (team, batch, trip) wait after their match opened:
+    `state` is the decision document's state meanwhile."""
+
+    state: str
+
+    def takes(self, request: RequestPosted) -> bool:
+        """False: this request is decided directly instead (e.g. several slots in batch)."""
+        ...
+
+    async def opened(self, request: RequestPosted) -> None:
+        """The request joined the pool (called again on a redelivery: idempotent)."""
+        ...
+
+
 class Matcher:
     def __init__(
         self,
@@ -51,9 +68,11 @@ class Matcher:
         on_events: object = None,
         offers: OfferCascade | None = None,
         escalation: EscalationService | None = None,
+        pooled: Mapping[str, PooledMode] | None = None,
     ) -> None:
         self._offers = offers
         self._escalation = escalation
+        self._pooled = dict(pooled or {})  # matching mode -> where its requests wait
         self._index = index
         self._service_types = service_types
         self._loads = loads
@@ -69,6 +88,9 @@ class Matcher:
             await self._offers.offer_next(request.request_id)  # a crash before the first offer
         if decision["state"] == "claiming" and self._offers is not None:
             await self._offers.invite(request.request_id)  # a crash before the invitation
+        for waiting in self._pooled.values():
+            if decision["state"] == waiting.state:
+                await waiting.opened(request)  # a crash before the request joined its pool
         if decision["state"] != "deciding":
             return str(decision["state"])  # redelivered: decided before
         service = self._service_types.get(request.service_type_id)
@@ -80,6 +102,9 @@ class Matcher:
             return await self._start_offers(request, "offering", "auto_offer")
         if service.matching_mode == "open_claim" and self._offers is not None:
             return await self._start_offers(request, "claiming", "open_claim")
+        pooled = self._pooled.get(service.matching_mode)
+        if pooled is not None and pooled.takes(request):
+            return await self._start_pooled(request, service.matching_mode, pooled)
 
         # after a crash, volunteers who already hold capacity for this request keep it
         chosen = (
@@ -147,6 +172,20 @@ class Matcher:
         else:
             await self._offers.offer_next(request.request_id)
         return state
+
+    async def _start_pooled(self, request: RequestPosted, mode: MatchMode, pool: PooledMode) -> str:
+        """Team, batch and trip modes: the match opens empty and the request joins its pool
+        (open to teams, the next batch window, or the trips)."""
+        match = lc.new_match(
+            request.request_id, request.service_type_id, request.window, request.slots, mode
+        )
+        fields: dict[str, object] = {
+            "township_id": request.township_id,
+            "lifecycle": encode_match(match),
+        }
+        await self._finish(request, pool.state, fields, [])
+        await pool.opened(request)
+        return pool.state
 
     def _held(self, request: RequestPosted, volunteer_ids: list[str]) -> list[Candidate]:
         """Candidates for the volunteers already holding capacity for this request."""

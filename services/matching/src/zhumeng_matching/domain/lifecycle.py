@@ -36,6 +36,7 @@ from zhumeng_contracts.events import (
     RequestReviewed,
     RequestUnfulfilled,
     ReviewRequired,
+    TeamClaimed,
     VolunteerAssigned,
 )
 from zhumeng_contracts.events.common import TimeWindow
@@ -94,6 +95,8 @@ class Assignment:
     checked_in_at: datetime | None = None
     checked_out_at: datetime | None = None
     hours: float = 0.0
+    team_id: str | None = None  # a slot a team claimed for this member
+    trip_id: str | None = None  # a slot filled on the volunteer's planned trip
 
 
 @dataclass(frozen=True)
@@ -206,13 +209,25 @@ def _assigned_event(
         slots=match.slots,
         mode=match.mode,
         checkin_code=a.checkin_code,
+        team_id=a.team_id,
+        trip_id=a.trip_id,
     )
 
 
-def _assign(match: Match, c: Candidate, slot: int, considered: int, now: datetime) -> Result:
+def _assign(
+    match: Match,
+    c: Candidate,
+    slot: int,
+    considered: int,
+    now: datetime,
+    team_id: str | None = None,
+    trip_id: str | None = None,
+) -> Result:
     if c.volunteer.id in {a.volunteer_id for a in match.live_assignments}:
         raise LifecycleError("already_assigned", f"{c.volunteer.id} already serves this request")
-    a = Assignment(_new_id("asg", now), c.volunteer.id, slot, _code())
+    a = Assignment(
+        _new_id("asg", now), c.volunteer.id, slot, _code(), team_id=team_id, trip_id=trip_id
+    )
     match = replace(match, assignments=(*match.assignments, a))
     return match, [_assigned_event(match, a, c, considered, now)]
 
@@ -340,6 +355,61 @@ def assign(match: Match, c: Candidate, now: datetime, considered: int = 1) -> Re
     if not match.free_slots:
         raise LifecycleError("no_slot", "every slot is already taken")
     return _assign(match, c, match.free_slots[0], considered, now)
+
+
+# ---- team claims and trip pooling --------------------------------------------------------
+
+TEAM_CLAIMABLE: frozenset[MatchMode] = frozenset({"team", "open_claim"})
+
+
+def claim_for_team(
+    match: Match, team_id: str, lead_id: str, members: list[Candidate], now: datetime
+) -> Result:
+    """A team's lead takes one free slot per named member, all or none: never more slots than
+    are free, whatever individual claims got in first."""
+    _require_open(match)
+    if match.mode not in TEAM_CLAIMABLE:
+        raise LifecycleError("not_claimable", f"a {match.mode} request is not open to teams")
+    if not members:
+        raise LifecycleError("no_members", "name at least one member")
+    if len(members) > len(match.free_slots):
+        free = len(match.free_slots)
+        raise LifecycleError("no_slot", f"{free} slot(s) free, {len(members)} asked for")
+    events: list[Event] = []
+    slots: list[int] = []
+    for c in members:
+        slot = match.free_slots[0]
+        match, produced = _assign(match, c, slot, len(members), now, team_id=team_id)
+        slots.append(slot)
+        events += produced
+    claimed = TeamClaimed(
+        request_id=match.request_id,
+        team_id=team_id,
+        lead_volunteer_id=lead_id,
+        member_ids=[c.volunteer.id for c in members],
+        slots=slots,
+        claimed_at=now,
+    )
+    return match, [claimed, *events]
+
+
+def assign_on_trip(
+    match: Match, c: Candidate, trip_id: str, now: datetime, considered: int = 1
+) -> Result:
+    """The request rides along on the volunteer's planned trip (the trip's room was taken
+    before, with a compare-and-set on the trip)."""
+    _require_open(match)
+    if not match.free_slots:
+        raise LifecycleError("no_slot", "every slot is already taken")
+    return _assign(match, c, match.free_slots[0], considered, now, trip_id=trip_id)
+
+
+def withdraw(match: Match, assignment_id: str, volunteer_id: str, now: datetime) -> Result:
+    """The volunteer can no longer serve (e.g. cancelled the trip): the slot opens again,
+    as after a no-show, but the volunteer said so."""
+    _live(match, assignment_id, volunteer_id)  # their own assignment only
+    match, events = report_no_show(match, assignment_id, now)
+    return match, [e.model_copy(update={"by": "volunteer", "reason": "withdrawn"}) for e in events]
 
 
 # ---- service -----------------------------------------------------------------------------

@@ -532,3 +532,15 @@ def match_onto_trips(
     """Each request onto at most one trip; see `plan_onto_trips` for the order and the
     tie-breaks. The placements come in the order they were made."""
     return plan_onto_trips(requests, trips, loads, policy).placements
+
+
+def unload(load: TripLoad, request_id: str, seats: int, cargo_kg: float) -> TripLoad:
+    """The trip's load without one request (cancelled, or placed elsewhere): its seats, cargo
+    and both stops go; every other stop keeps its order. A request not on it: no change."""
+    if request_id not in load.request_ids():
+        return load
+    return TripLoad(
+        seats=max(0, load.seats - seats),
+        cargo_kg=max(0.0, load.cargo_kg - cargo_kg),
+        stops=tuple(s for s in load.stops if s.request_id != request_id),
+    )

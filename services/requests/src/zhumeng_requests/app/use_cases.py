@@ -53,6 +53,7 @@ class RequestService:
         # catalog no longer accepts still returns the original).
         try:
             service_type, place = self._validate(body, now)
+            dropoff = self._validate_dropoff(body, service_type)
         except Unprocessable:
             existing = await self._repo.by_idempotency_key(scoped_key)
             if existing is not None:
@@ -79,6 +80,10 @@ class RequestService:
             slots=body.slots,
             language=body.language,
             posted_at=now,
+            dropoff_place_id=dropoff.id if dropoff else None,
+            dropoff=dropoff.location if dropoff else None,
+            seats=body.seats,
+            cargo_kg=body.cargo_kg,
         )
         doc = new_document(
             {
@@ -94,6 +99,7 @@ class RequestService:
                 "slots": body.slots,
                 "language": body.language,
                 "notes": body.notes,
+                **carry_fields(body),
                 "status": Status.POSTED.value,
                 "created_at": now,
                 "updated_at": now,
@@ -124,6 +130,23 @@ class RequestService:
         except ValueError as exc:
             raise Unprocessable(str(exc), field="window") from exc
         return service_type, place
+
+    def _validate_dropoff(
+        self, body: NewRequest, service_type: ServiceTypeRecord
+    ) -> PlaceRecord | None:
+        """Trip pooling: the drop-off is a village or township of the catalog."""
+        try:
+            body.check_carry(service_type.matching_mode == "trip")
+        except ValueError as exc:
+            raise Unprocessable(str(exc), field="dropoff_place_id") from exc
+        if body.dropoff_place_id is None:
+            return None
+        dropoff = self._catalog.place(body.dropoff_place_id)
+        if dropoff is None or dropoff.kind == "county":
+            raise Unprocessable(
+                f"unknown village or township {body.dropoff_place_id!r}", field="dropoff_place_id"
+            )
+        return dropoff
 
     @staticmethod
     def _replay(existing: Doc, fingerprint: str) -> Posted:
@@ -272,6 +295,17 @@ def _cannot_rate(doc: Doc) -> Conflict:
         else f"only a completed request can be rated (it is {status})"
     )
     return Conflict(detail, request_status=status)
+
+
+def carry_fields(body: NewRequest) -> Doc:
+    """What a trip-pooled request carries, stored only when asked for."""
+    if body.dropoff_place_id is None and not body.seats and not body.cargo_kg:
+        return {}
+    return {
+        "dropoff_place_id": body.dropoff_place_id,
+        "seats": body.seats,
+        "cargo_kg": body.cargo_kg,
+    }
 
 
 def can_see(who: Principal, doc: Doc) -> bool:

@@ -83,6 +83,11 @@ class NewRequest(BaseModel):
     language: Language | None = None
     notes: str = Field(default="", max_length=500)
     requester: RequesterIn
+    # trip pooling (rides, parcels, produce): where it goes — a village or township, never a
+    # street address — and what it needs room for
+    dropoff_place_id: Id | None = None
+    seats: int = Field(default=0, ge=0, le=12)
+    cargo_kg: float = Field(default=0, ge=0, le=5000)
 
     def check_window(self, now: datetime) -> None:
         if self.window.end <= now:
@@ -92,7 +97,22 @@ class NewRequest(BaseModel):
         if self.window.start - now > MAX_LEAD:
             raise ValueError("a request may be posted at most 90 days ahead")
 
+    def check_carry(self, trip_mode: bool) -> None:
+        """A request carried on a volunteer's trip names its drop-off and what to carry."""
+        if not trip_mode:
+            return
+        if self.dropoff_place_id is None:
+            raise ValueError("this service carries people or goods: give a dropoff_place_id")
+        if self.dropoff_place_id == self.place_id:
+            raise ValueError("the drop-off must be another place than the pickup")
+        if self.seats < 1 and self.cargo_kg <= 0:
+            raise ValueError("give the seats needed, or the cargo weight in kg")
+
     def fingerprint(self) -> str:
         """Same key + same body = same request; the body is compared by this hash."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        data = self.model_dump(mode="json")
+        for key in ("dropoff_place_id", "seats", "cargo_kg"):  # added later: absent = as before
+            if not data[key]:
+                del data[key]
+        canonical = json.dumps(data, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()

@@ -73,7 +73,7 @@ def present(doc: Doc, who: Principal) -> dict[str, Any]:
     for optional in ("unmatched", "unfulfilled", "cancelled", "rating", "review", "escalation"):
         if doc.get(optional):
             out[optional] = doc[optional]
-    for optional in ("hours_total", "completed_at"):
+    for optional in ("hours_total", "completed_at", "dropoff_place_id", "seats", "cargo_kg"):
         if doc.get(optional) is not None:
             out[optional] = doc[optional]
     return out

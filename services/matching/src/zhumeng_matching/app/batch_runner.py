@@ -1,0 +1,187 @@
+"""Batch mode for routine requests (DESIGN §6): posted requests of a batch-mode service type
+wait in a pool; every window one min-cost assignment over them and their eligible volunteers
+(`domain.batch.assign_batch`) decides, and greedy on the same data is computed beside it.
+
+* **The window.** The first request of a service type that finds no open window opens one
+  (`batch_windows`, one atomic upsert) and arms a durable timer `batch-window:<type>:<n>`
+  due when it closes; later requests join it (scheduling the same timer is idempotent). The
+  timer is leased by one replica at a time, so a window runs once however many replicas
+  there are (ADR 0010).
+* **The run** closes the window first (a request posted from then on opens the next), reads
+  the pending requests, runs batch and greedy on one snapshot of the loads, and assigns the
+  batch's pairs one by one: the volunteer's capacity with the guarded update, then the
+  request's match with its compare-and-set (`VolunteerAssigned(mode="batch")`). A pair that
+  loses either (capacity taken meanwhile, request cancelled) is skipped; the request stays
+  pending and a next window is armed while any request is still pending.
+* **Idempotent**: a run repeated after a crash finds the requests it already assigned no
+  longer pending; the run's record (one document per window) is overwritten and counts
+  its executions.
+
+Multi-slot requests of a batch-mode service are assigned directly when posted: the solver
+assigns one volunteer per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord
+from zhumeng_kit.problems import Conflict, NotFound
+from zhumeng_kit.views import View
+
+from ..adapters.batch_store import MongoBatchStore, PendingDecisions
+from ..domain import lifecycle as lc
+from ..domain.batch import assign_batch, assign_greedy
+from ..domain.index import VolunteerIndex
+from ..domain.policy import Candidate
+from .lifecycle_service import LifecycleService, Transition
+from .ports import Doc, LoadStore, Timers
+
+BATCH_STATE = "batching"  # the decision document's state while a request waits for a window
+BATCH_TIMER = "batch-window"
+log = logging.getLogger("zhumeng.matching.batch")
+
+
+class FreshLoads(LoadStore, Protocol):
+    async def warm(self) -> None:
+        """Re-read every volunteer's load (the snapshot a run decides on)."""
+        ...
+
+
+class BatchRunner:
+    state = BATCH_STATE
+
+    def __init__(
+        self,
+        store: MongoBatchStore,
+        pending: PendingDecisions,
+        index: VolunteerIndex,
+        service_types: View[ServiceTypeRecord],
+        loads: FreshLoads,
+        lifecycle: LifecycleService,
+        timers: Timers,
+        window_s: int | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._clock = clock
+        self._store = store
+        self._pending = pending
+        self._index = index
+        self._service_types = service_types
+        self._loads = loads
+        self._lifecycle = lifecycle
+        self._timers = timers
+        self._window_s = window_s
+
+    # ---- the matcher's hook for batch-mode requests -----------------------------------------
+
+    def takes(self, request: RequestPosted) -> bool:
+        return request.slots == 1
+
+    async def opened(self, request: RequestPosted) -> None:
+        await self.arm(request.service_type_id)
+
+    def window(self, service: ServiceTypeRecord) -> timedelta:
+        """The service type's window, or the test setting in seconds for every type."""
+        if self._window_s is not None:
+            return timedelta(seconds=self._window_s)
+        return timedelta(minutes=service.batch_window_min)
+
+    async def arm(self, service_type_id: str) -> None:
+        """Join the open window of the service type, or open one; its timer is armed again
+        on every call (idempotent), so a crash between the two writes loses nothing."""
+        service = self._service_types.get(service_type_id)
+        if service is None:
+            return
+        w = await self._store.open_window(service_type_id, self._clock(), self.window(service))
+        n = int(w["window_no"])
+        await self._timers.schedule(
+            BATCH_TIMER,
+            f"{service_type_id}:{n}",
+            w["due_at"],
+            {"service_type_id": service_type_id, "window_no": n},
+        )
+
+    # ---- the run -----------------------------------------------------------------------------
+
+    async def run(self, service_type_id: str, window_no: int) -> Doc:
+        started = self._clock()
+        await self._store.close_window(service_type_id, window_no)
+        service = self._service_types.get(service_type_id)
+        docs = await self._pending.waiting(BATCH_STATE, service_type_id)
+        requests = [
+            r
+            for r in (RequestPosted.model_validate(d["posted"]) for d in docs)
+            if r.window.end > started and r.slots == 1
+        ]
+        run_id = f"{service_type_id}:{window_no}"
+        if service is None or not requests:
+            record: Doc = {"service_type_id": service_type_id, "window_no": window_no}
+            record |= {"started_at": started, "requests": [r.request_id for r in requests]}
+            await self._store.record_run(run_id, {**record, "assigned": [], "skipped": []})
+            return record
+        await self._loads.warm()
+        loads = dict(self._loads.cached())
+        services = {service.id: service}
+        t0 = time.perf_counter()
+        batch = assign_batch(requests, services, self._index, loads)
+        t1 = time.perf_counter()
+        greedy = assign_greedy(requests, services, self._index, loads)
+        t2 = time.perf_counter()
+        assigned: list[Doc] = []
+        skipped: list[str] = []
+        for pair in batch.assignments:
+            vol = self._index.get(pair.volunteer_id)
+            if vol is None:
+                skipped.append(pair.request_id)
+                continue
+            candidate = Candidate(vol, pair.distance_km, pair.score, pair.parts)
+            try:
+                await self._lifecycle.apply_holding(
+                    pair.request_id,
+                    [(vol.id, vol.capacity)],
+                    _assign(candidate, self._clock(), len(requests)),
+                )
+            except (Conflict, NotFound):
+                skipped.append(pair.request_id)  # stays pending for the next window
+                continue
+            assigned.append({"request_id": pair.request_id, "volunteer_id": vol.id})
+        record = {
+            "service_type_id": service_type_id,
+            "window_no": window_no,
+            "started_at": started,
+            "finished_at": self._clock(),
+            "requests": [r.request_id for r in requests],
+            "assigned": assigned,
+            "skipped": skipped,
+            "unassigned": batch.unassigned,
+            "batch_cost": batch.total_cost,
+            "batch_assigned": batch.assigned,
+            "greedy_cost": greedy.total_cost,
+            "greedy_assigned": greedy.assigned,
+            "batch_ms": round((t1 - t0) * 1000, 3),
+            "greedy_ms": round((t2 - t1) * 1000, 3),
+        }
+        await self._store.record_run(run_id, record)
+        log.info(
+            "batch %s: %d requests, %d assigned, cost %.4f (greedy %.4f)",
+            run_id,
+            len(requests),
+            len(assigned),
+            batch.total_cost,
+            greedy.total_cost,
+        )
+        if len(assigned) < len(requests):
+            await self.arm(service_type_id)  # the rest waits for the next window
+        return record
+
+
+def _assign(candidate: Candidate, now: datetime, considered: int) -> Transition:
+    def transition(match: lc.Match) -> lc.Result:
+        return lc.assign(match, candidate, now, considered)
+
+    return transition

@@ -1,0 +1,172 @@
+"""Team requests on the real stack: a team's lead claims slots for members of the team, nobody
+else may, and a team claim racing twenty individual claims never fills more slots than
+there are."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from zhumeng_devstack.stack import Platform
+from zhumeng_devstack.testing import (
+    bearer,
+    eventually,
+    longxun_request,
+    publish_request,
+    read_topic,
+)
+
+pytestmark = pytest.mark.integration
+ADMIN = bearer("admin_teams", "admin")
+
+
+@pytest.fixture(scope="module")
+async def crew(
+    platform: Platform,
+    pooled_service_type: Callable[..., Awaitable[str]],
+    catalog_volunteer: Callable[..., Awaitable[None]],
+) -> dict[str, Any]:
+    """A skill only this module's volunteers have: a team of a lead and three members, and
+    twenty individuals; a team-mode service type that needs the skill."""
+    tag = secrets.token_hex(3)
+    skill = f"teamtest_{tag}"
+    lead, members = f"vol_tl_{tag}", [f"vol_tm{i}_{tag}" for i in range(3)]
+    individuals = [f"vol_ti{i:02d}_{tag}" for i in range(20)]
+    for vid in [lead, *members, *individuals]:
+        await catalog_volunteer(vid, [skill])
+    async with httpx.AsyncClient(base_url=platform.url("catalog"), timeout=30) as api:
+        team = await api.post(
+            "/v1/teams",
+            json={
+                "id": f"team_{tag}",
+                "name": "测试队",
+                "lead_volunteer_id": lead,
+                "member_ids": members,
+                "skills": [skill],
+            },
+            headers=ADMIN,
+        )
+        assert team.status_code == 201, team.text
+    await asyncio.sleep(3)  # the new volunteers reach matching's index
+    service = await pooled_service_type(
+        "team_test", matching_mode="team", required_skills=[skill], claim_invites=60
+    )
+    return {
+        "team": f"team_{tag}",
+        "lead": lead,
+        "members": members,
+        "individuals": individuals,
+        "service": service,
+    }
+
+
+async def waiting_for_claims(api: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
+    async def opened() -> dict[str, Any] | None:
+        got = await api.get(f"/v1/decisions/{request_id}", headers=ADMIN)
+        doc = got.json() if got.status_code == 200 else {}
+        invited = doc.get("lifecycle", {}).get("invited")
+        return doc if doc.get("state") == "team_claiming" and invited else None
+
+    return await eventually(opened, within=90, what="the team request to open")
+
+
+async def test_the_lead_claims_two_of_three_slots_and_nobody_else_may(
+    platform: Platform, crew: dict[str, Any]
+) -> None:
+    event = longxun_request(crew["service"], prefix="req_tm", slots=3)
+    await publish_request(platform.kafka.bootstrap, event)
+    url = f"/v1/matches/{event.request_id}/team-claims"
+    two = {"team_id": crew["team"], "member_ids": crew["members"][:2]}
+    async with httpx.AsyncClient(base_url=platform.url("matching"), timeout=30) as api:
+        await waiting_for_claims(api, event.request_id)
+        not_lead = await api.post(url, json=two, headers=bearer(crew["members"][0], "volunteer"))
+        outsider = await api.post(
+            url,
+            json={"team_id": crew["team"], "member_ids": [crew["individuals"][0]]},
+            headers=bearer(crew["lead"], "volunteer"),
+        )
+        claimed = await api.post(url, json=two, headers=bearer(crew["lead"], "volunteer"))
+        too_many = await api.post(
+            url,
+            json={"team_id": crew["team"], "member_ids": [crew["members"][2], crew["lead"]]},
+            headers=bearer(crew["lead"], "volunteer"),
+        )
+        listed = await api.get(
+            f"/v1/teams/{crew['team']}/open-requests", headers=bearer(crew["lead"], "volunteer")
+        )
+    assert not_lead.status_code == 403, not_lead.text
+    assert not_lead.headers["content-type"].startswith("application/problem+json")
+    assert outsider.status_code == 422 and outsider.json()["code"] == "not_member"
+    assert claimed.status_code == 200, claimed.text
+    body = claimed.json()
+    assert body["state"] == "partially_assigned"
+    assert {a["volunteer_id"] for a in body["team"]} == set(crew["members"][:2])
+    assert too_many.status_code == 409, too_many.text  # one slot left, two asked for
+    open_ids = {i["request_id"]: i["open_slots"] for i in listed.json()["items"]}
+    assert open_ids.get(event.request_id) == 1
+
+    async def published() -> list[tuple[str, dict[str, Any]]] | None:
+        out = []
+        for r in await read_topic(platform.kafka.bootstrap, "matching.events.v1"):
+            h = dict(r.headers)
+            if h.get("ce_subject") == event.request_id.encode():
+                out.append((h["ce_type"].decode(), json.loads(r.value)))
+        kinds = Counter(k for k, _ in out)
+        return out if kinds["zhumeng.volunteer.assigned.v1"] >= 2 else None
+
+    events = await eventually(published, within=60, what="the team's events")
+    (team_claimed,) = [b for k, b in events if k == "zhumeng.team.claimed.v1"]
+    assert team_claimed["team_id"] == crew["team"] and team_claimed["slots"] == [1, 2]
+    assigned = [b for k, b in events if k == "zhumeng.volunteer.assigned.v1"]
+    assert {(b["volunteer_id"], b["mode"], b["team_id"]) for b in assigned} == {
+        (m, "team", crew["team"]) for m in crew["members"][:2]
+    }
+
+
+async def test_a_team_claim_racing_twenty_individuals_fills_exactly_three_slots(
+    platform: Platform, crew: dict[str, Any]
+) -> None:
+    event = longxun_request(crew["service"], prefix="req_tr", slots=3)
+    await publish_request(platform.kafka.bootstrap, event)
+    rid = event.request_id
+    async with httpx.AsyncClient(base_url=platform.url("matching"), timeout=60) as api:
+        invited = set((await waiting_for_claims(api, rid))["lifecycle"]["invited"])
+        individuals = [v for v in crew["individuals"] if v in invited]
+        assert len(individuals) >= 10
+        team_claim = api.post(
+            f"/v1/matches/{rid}/team-claims",
+            json={"team_id": crew["team"], "member_ids": crew["members"]},
+            headers=bearer(crew["lead"], "volunteer"),
+        )
+        claims = [
+            api.post(f"/v1/matches/{rid}/claim", headers=bearer(v, "volunteer"))
+            for v in individuals
+        ]
+        half = len(claims) // 2
+        results = await asyncio.gather(*claims[:half], team_claim, *claims[half:])
+        decision = (await api.get(f"/v1/decisions/{rid}", headers=ADMIN)).json()
+    assert {r.status_code for r in results} <= {200, 409}, [r.text for r in results]
+    live = [a for a in decision["lifecycle"]["assignments"] if a["status"] != "cancelled"]
+    winners = {a["volunteer_id"] for a in live}
+    assert len(live) == 3 and len(winners) == 3
+    assert decision["lifecycle"]["state"] == "assigned"
+    team_won = results[half].status_code == 200
+    by_team = {a["volunteer_id"] for a in live if a.get("team_id") == crew["team"]}
+    assert by_team == (set(crew["members"]) if team_won else set())  # all or nothing
+    print(f"team won the race: {team_won}; winners: {sorted(winners)}")
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(platform.mongo.uri)
+    try:
+        loads = client[f"{platform.config.db_prefix}_matching"]["loads"]
+        holders = {d["_id"] for d in await loads.find({"active": rid}).to_list()}
+    finally:
+        await client.close()
+    assert holders == winners  # the losers, team included, gave back what they took
