@@ -6,7 +6,7 @@ No `from __future__ import annotations`: FastStream inspects the batch handler's
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,10 @@ CONSUMED = ["matching.events.v1"]
 log = logging.getLogger("zhumeng.notify")
 
 
-def build(settings: NotifySettings | None = None) -> FastAPI:
+def build(
+    settings: NotifySettings | None = None, channels: Mapping[str, Channel] | None = None
+) -> FastAPI:
+    """The app; `channels` (name -> Channel) replace or add to the configured ones."""
     settings = settings or NotifySettings()
     runtime = ServiceRuntime("notify", settings)
     clock = _clock(settings.notify_clock_offset_file)
@@ -81,15 +84,16 @@ def build(settings: NotifySettings | None = None) -> FastAPI:
     runtime.on_startup(lambda: ensure_timer_indexes(runtime.db))
     runtime.in_background(scheduler.run)
 
-    channels: dict[str, Channel] = {"log": LogChannel(clock)}
+    configured: dict[str, Channel] = {"log": LogChannel(clock)}
     if settings.smtp_host:
-        channels["email"] = SmtpChannel(
+        configured["email"] = SmtpChannel(
             settings.smtp_host,
             settings.smtp_port,
             settings.smtp_from,
             settings.smtp_timeout_s,
             clock,
         )
+    configured.update(channels or {})
     policy = DeliveryPolicy(
         lease=timedelta(seconds=settings.delivery_lease_s),
         retry=RetryPolicy(
@@ -101,7 +105,7 @@ def build(settings: NotifySettings | None = None) -> FastAPI:
     )
     use_case = NotifyOnEvent(
         deliveries,
-        channels,
+        configured,
         ViewDirectory(contacts, requesters, service_types),
         timers=scheduler,
         preferences=preferences,
