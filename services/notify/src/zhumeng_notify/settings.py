@@ -69,6 +69,9 @@ class NotifySettings(ServiceSettings):
     @model_validator(mode="after")
     def _valid_delivery_settings(self) -> NotifySettings:
         QuietHours.parse(self.notify_quiet_hours)  # raises on a bad span
+        if self.environment == "test" and "notify_quiet_hours" not in self.model_fields_set:
+            # test stacks must not hold messages back depending on the hour they run at
+            self.notify_quiet_hours = "off"
         if self.notify_retry_cap_s < self.notify_retry_base_s:
             raise ValueError("ZHUMENG_NOTIFY_RETRY_CAP_S must be >= ZHUMENG_NOTIFY_RETRY_BASE_S")
         if self.environment == "production" and self.notify_clock_offset_file is not None:

@@ -222,6 +222,7 @@ async def notify(infra: Infra, clock_file: Path) -> AsyncIterator[Notify]:
         notify_retry_cap_s=2.0,
         notify_timer_poll_s=0.2,
         notify_clock_offset_file=clock_file,
+        notify_quiet_hours="22:00-07:00",  # on explicitly: a test stack has them off
     )
     channels = {"sms": HttpChannel("sms", provider), "email": HttpChannel("email", provider)}
     app = build(settings, channels=channels)

@@ -28,6 +28,7 @@ from ..domain.model import FINAL, Claim, Delivery, Final, Receipt
 SOURCE = "zhumeng/notify"
 COLLECTION = "deliveries"
 DUPLICATE = 11000
+LEASE_MARGIN = timedelta(seconds=5)  # clock skew between replicas, well inside the lease
 ReceiptResult = Literal["recorded", "duplicate", "unknown"]
 
 
@@ -193,16 +194,19 @@ class MongoDeliveryRepository:
             [outbox_entry(c.event, source=SOURCE)],
         )
 
+    @staticmethod
+    def _held(c: Completion) -> Doc:
+        """The filter of a completion: fenced by the attempt number - unless the sender's
+        lease has clearly not run out, when nobody else can hold the delivery and `_id`
+        alone will do (SecantusDB updates by `_id` alone about twice as fast)."""
+        if c.lease_until is not None and c.at + LEASE_MARGIN < c.lease_until:
+            return {"_id": c.delivery_id}
+        return {"_id": c.delivery_id, "status": "pending", "attempts": c.attempt}
+
     async def complete_many(self, items: list[Completion]) -> int:
         if not items:
             return 0
-        ops = [
-            UpdateOne(
-                {"_id": c.delivery_id, "status": "pending", "attempts": c.attempt},
-                self._completion_update(c),
-            )
-            for c in items
-        ]
+        ops = [UpdateOne(self._held(c), self._completion_update(c)) for c in items]
         res = await self._coll.bulk_write(ops, ordered=False)
         if res.matched_count:
             self._on_events()

@@ -141,6 +141,7 @@ class _Send:
     message: Message
     attempt: int
     last_attempt: int | None = None
+    lease_until: datetime | None = None  # when this sender's hold on it runs out
 
 
 class Dispatcher:
@@ -246,7 +247,7 @@ class Dispatcher:
             did = item.delivery.id
             message = messages[first[did]]
             if claim.kind == "send":
-                sends.append(_Send(message, claim.attempts))
+                sends.append(_Send(message, claim.attempts, lease_until=claim.lease_until))
                 continue
             if claim.kind == "deferred":
                 log.info("delivery %s deferred to %s (quiet hours)", did, claim.lease_until)
@@ -334,7 +335,9 @@ class Dispatcher:
         error: str | None = None,
     ) -> Completion:
         event = self._event(s.message, status, s.attempt, now, receipt)
-        return Completion(s.message.delivery_id, s.attempt, status, now, event, receipt, error)
+        return Completion(
+            s.message.delivery_id, s.attempt, status, now, event, receipt, error, s.lease_until
+        )
 
     @staticmethod
     def _event(
@@ -447,7 +450,7 @@ class Dispatcher:
             cause=self._cause(doc),
             locale=doc["locale"],
         )
-        return _Send(message, attempt, doc.get("last_attempt"))
+        return _Send(message, attempt, doc.get("last_attempt"), doc.get("lease_until"))
 
 
 class EventReplay:

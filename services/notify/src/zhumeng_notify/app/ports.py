@@ -44,6 +44,9 @@ class Completion:
     event: NotificationDelivered
     receipt: Receipt | None = None
     error: str | None = None
+    # the sender's lease: while it has clearly not run out, nobody else can have taken the
+    # delivery over, and the store may skip the fence (cheaper on some servers)
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True)
