@@ -25,7 +25,7 @@ from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.mongo import Doc
 from zhumeng_notify.adapters.channels import LogChannel, SmtpChannel
 from zhumeng_notify.adapters.handlers import matching_handlers
-from zhumeng_notify.app.delivery import DeliveryPolicy, Dispatcher
+from zhumeng_notify.app.delivery import REPLAY, DeliveryPolicy, Dispatcher, EventReplay
 from zhumeng_notify.app.notify import ContactMissing, NotifyOnEvent
 from zhumeng_notify.app.ports import Completion, NewDelivery, SendRejected, SendUnavailable
 from zhumeng_notify.domain.backoff import RetryPolicy
@@ -41,6 +41,7 @@ from zhumeng_notify.domain.model import (
     Rendered,
     message_id,
 )
+from zhumeng_notify.domain.preferences import Preferences
 
 pytestmark = pytest.mark.unit
 
@@ -675,3 +676,103 @@ async def test_handlers_dispatch_every_lifecycle_event() -> None:
     ]
     with pytest.raises(PermanentError, match="expected CheckedIn"):
         await handlers[CheckedIn](EventMeta.new(REQUEST_COMPLETED, "m"), REQUEST_COMPLETED)
+
+
+# ---- quiet hours, preferences and waiting contacts -----------------------------------------
+
+
+class FakePreferences:
+    def __init__(self) -> None:
+        self.people: dict[str, Preferences] = {}
+        self.blocked: set[str] = set()
+
+    def get(self, person_id: str) -> Preferences | None:
+        return self.people.get(person_id)
+
+    def sms_blocked(self, phone: str | None) -> bool:
+        return phone in self.blocked
+
+
+def make_with_sms(prefs: FakePreferences) -> tuple[NotifyOnEvent, FakeRepo, FakeChannel, Clock]:
+    repo, clock = FakeRepo(), Clock()
+    sms = FakeChannel("sms")
+    use_case = NotifyOnEvent(
+        repo,
+        {"log": FakeChannel("log"), "sms": sms, "email": FakeChannel("email")},
+        FakeDirectory(),
+        timers=FakeTimers(clock),
+        preferences=prefs,
+        policy=policy(),
+        clock=clock,
+    )
+    return use_case, repo, sms, clock
+
+
+async def test_quiet_hours_defer_a_message_then_a_timer_sends_it() -> None:
+    use_case, repo, sms, clock = make_with_sms(FakePreferences())
+    timers = timers_of(use_case)
+    clock.now = datetime(2025, 6, 1, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["deferred"]
+    did = f"{meta.id}|res_1|sms"
+    seven = datetime(2025, 6, 1, 23, 0, tzinfo=UTC)  # 07:00 in Shanghai
+    assert timers.pending() == [(f"{did}#d", seven)]
+    assert [e.status for e in repo.events] == ["deferred"] and not sms.sent
+    # redelivered at night: still one delivery, still deferred
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["busy"]
+    clock.now = seven
+    await timers.fire_due(use_case.dispatcher)
+    assert len(sms.sent) == 1 and [e.status for e in repo.events] == ["deferred", "sent"]
+    # an urgent message goes out at night
+    clock.now = datetime(2025, 6, 2, 15, 30, tzinfo=UTC)
+    urgent = Rendered("s", "b", urgent=True)
+    outcome = await use_case._deliver(REQUESTER, urgent, Cause("e2", "t", "req_1"))
+    assert outcome.result == "sent" and len(sms.sent) == 2
+
+
+async def test_an_opt_out_before_the_morning_suppresses_sms_and_uses_the_next_channel() -> None:
+    prefs = FakePreferences()
+    use_case, repo, sms, clock = make_with_sms(prefs)
+    timers = timers_of(use_case)
+    clock.now = datetime(2025, 6, 1, 15, 30, tzinfo=UTC)
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await use_case.request_unmatched(meta, UNMATCHED)
+    prefs.people["res_1"] = Preferences(opted_out=["sms"])  # replied TD at night
+    clock.now = datetime(2025, 6, 1, 23, 0, tzinfo=UTC)
+    await timers.fire_due(use_case.dispatcher)
+    assert not sms.sent
+    assert repo.docs[f"{meta.id}|res_1|sms"]["status"] == "suppressed"
+    assert repo.docs[f"{meta.id}|res_1|email"]["status"] == "sent"
+    # a phone that said TD before anyone had it is not texted either
+    prefs.people.clear()
+    prefs.blocked.add(REQUESTER.phone or "")
+    later = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await use_case.request_unmatched(later, UNMATCHED)
+    assert repo.docs[f"{later.id}|res_1|email"]["status"] == "sent" and not sms.sent
+
+
+async def test_a_chosen_locale_reaches_the_template() -> None:
+    prefs = FakePreferences()
+    prefs.people["res_1"] = Preferences(locale="en", channels=["email"])
+    use_case, _, _, _ = make_with_sms(prefs)
+    await use_case.request_unmatched(EventMeta.new(UNMATCHED, "m"), UNMATCHED)
+    [message] = use_case.dispatcher.channels["email"].sent  # type: ignore[attr-defined]
+    assert message.locale == "en" and message.rendered.subject.startswith("Zhumeng:")
+
+
+async def test_an_event_without_its_contact_waits_in_a_timer_and_is_handled_later() -> None:
+    directory = FakeDirectory(requester=None)
+    use_case, _, _, email_ch, clock = make(directory=directory)
+    timers = timers_of(use_case)
+    replay = EventReplay(timers, timedelta(seconds=2), clock)
+    handler = replay.wrap(matching_handlers(use_case))[RequestUnmatched]
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await handler(meta, UNMATCHED)  # returns: the partition moves on
+    [kept] = timers.timers.values()
+    assert (kept["kind"], kept["key"], kept["due"]) == (REPLAY, meta.id, T0 + timedelta(seconds=2))
+    with pytest.raises(ContactMissing):  # still missing: the timer retries with backoff
+        await replay.on_timer(kept["key"], kept["payload"])
+    directory.requesters["req_1"] = REQUESTER
+    await replay.on_timer(kept["key"], kept["payload"])
+    [message] = email_ch.sent
+    assert message.delivery_id == f"{meta.id}|res_1|email"
