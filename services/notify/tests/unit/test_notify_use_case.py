@@ -776,3 +776,15 @@ async def test_an_event_without_its_contact_waits_in_a_timer_and_is_handled_late
     await replay.on_timer(kept["key"], kept["payload"])
     [message] = email_ch.sent
     assert message.delivery_id == f"{meta.id}|res_1|email"
+
+
+async def test_an_event_whose_wait_already_gave_up_is_retried_in_line() -> None:
+    use_case, _, _, _, clock = make(directory=FakeDirectory(requester=None))
+    timers = timers_of(use_case)
+    replay = EventReplay(timers, timedelta(seconds=2), clock)
+    handler = replay.wrap(matching_handlers(use_case))[RequestUnmatched]
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await handler(meta, UNMATCHED)
+    timers.timers[f"{REPLAY}:{meta.id}"]["state"] = "failed"  # its retries ran out
+    with pytest.raises(ContactMissing):  # the runner's retries, then the dead-letter topic
+        await handler(meta, UNMATCHED)

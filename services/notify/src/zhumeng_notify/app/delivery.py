@@ -492,7 +492,11 @@ class EventReplay:
                     "headers": {k: v.decode() for k, v in meta.to_headers()},
                     "body": encode(event).decode(),
                 }
-                await self._timers.schedule(REPLAY, meta.id, self._clock() + self._wait, payload)
+                due = self._clock() + self._wait
+                kept = await self._timers.schedule(REPLAY, meta.id, due, payload)
+                if kept not in ("scheduled", "rescheduled", "unchanged", "leased"):
+                    # its timer already gave up (or ran): retry in-line, then the DLQ topic
+                    raise
                 log.info("event %s waits for a contact (%s); handled again later", meta.id, exc)
 
         return guarded
