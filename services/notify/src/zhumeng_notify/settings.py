@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from zhumeng_kit.settings import ServiceSettings
+
+from .domain.quiet_hours import QuietHours
 
 
 class NotifySettings(ServiceSettings):
@@ -130,4 +133,40 @@ class NotifySettings(ServiceSettings):
             raise ChannelSettingsError(
                 f"production needs https endpoints for {', '.join(plain_http)}"
             )
+        return self
+
+    # ---- delivery semantics (ADR 0013) ----------------------------------------------------
+    notify_quiet_hours: str = Field(
+        default="22:00-07:00",
+        description="nightly span (Asia/Shanghai) holding non-urgent messages; '' or off: none",
+    )
+    notify_retry_base_s: float = Field(default=2.0, gt=0, le=3600)
+    notify_retry_cap_s: float = Field(default=600.0, gt=0, le=86_400)
+    notify_contact_wait_s: float = Field(
+        default=2.0, gt=0, le=3600, description="first wait for a contact that lags its event"
+    )
+    notify_contact_wait_attempts: int = Field(default=10, ge=1, le=30)
+    notify_timer_poll_s: float = Field(default=0.5, gt=0, le=60)
+    notify_batch_max_records: int = Field(default=500, ge=1, le=5000)
+    notify_batch_timeout_ms: int = Field(default=20, ge=1, le=5000)
+    notify_preferences_refresh_s: float = Field(default=1.0, gt=0, le=300)
+    notify_callback_token: str | None = Field(
+        default=None,
+        min_length=16,
+        description="if set, provider callbacks must carry ?token=<this>",
+    )
+    # Test-only: a file holding seconds to add to the clock (quiet hours, timers), re-read
+    # when it changes. Refused in production.
+    notify_clock_offset_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _valid_delivery_settings(self) -> NotifySettings:
+        QuietHours.parse(self.notify_quiet_hours)  # raises on a bad span
+        if self.environment == "test" and "notify_quiet_hours" not in self.model_fields_set:
+            # test stacks must not hold messages back depending on the hour they run at
+            self.notify_quiet_hours = "off"
+        if self.notify_retry_cap_s < self.notify_retry_base_s:
+            raise ValueError("ZHUMENG_NOTIFY_RETRY_CAP_S must be >= ZHUMENG_NOTIFY_RETRY_BASE_S")
+        if self.environment == "production" and self.notify_clock_offset_file is not None:
+            raise ValueError("ZHUMENG_NOTIFY_CLOCK_OFFSET_FILE is for tests only")
         return self

@@ -268,7 +268,9 @@ async def test_notify_end_to_end(infra: Infra, mail: MailSink, notify: ServicePr
     assert all(b["status"] == "sent" and b["channel"] == "email" for b in bodies)
     for r in delivered:
         text = r.value.decode()
-        assert "@" not in text and "13812345678" not in text and "王秀英" not in text
+        # (the email's own Message-ID, <hash@notify.zhumeng>, is the provider message id)
+        for pii in ("xiuying@", "lin.xiaoming@", "alice@", "13812345678", "王秀英"):
+            assert pii not in text
         headers = {k: v.decode() for k, v in r.headers}
         assert headers["ce_type"] == "zhumeng.notification.delivered.v1"
         assert headers["ce_source"] == "zhumeng/notify"
@@ -424,9 +426,13 @@ async def test_delivery_repository_on_the_document_server(infra: Infra) -> None:
         later = now + timedelta(seconds=31)
         taken = await repo.claim(delivery, later, lease)
         assert (taken.kind, taken.attempts) == ("send", 2)
-        await repo.release(delivery.id, 2, later, "ConnectionRefusedError: <address>")
-        again = await repo.claim(delivery, later, lease)
-        assert (again.kind, again.attempts) == ("send", 3)
+        retry_at = later + timedelta(seconds=2)
+        await repo.retry_later(delivery.id, 2, later, retry_at, "ConnectionRefusedError: x")
+        waiting = await repo.claim(delivery, later, lease)
+        assert (waiting.kind, waiting.lease_until) == ("busy", retry_at)
+        assert await repo.take(delivery.id, later, lease) is None  # not due yet
+        taken_doc = await repo.take(delivery.id, retry_at, lease)
+        assert taken_doc is not None and taken_doc["attempts"] == 3
         event = NotificationDelivered(
             delivery_id=delivery.id,
             cause_event_id="e1",
@@ -438,15 +444,25 @@ async def test_delivery_repository_on_the_document_server(infra: Infra) -> None:
             delivered_at=later,
         )
         # the fenced-off attempt 2 cannot complete; attempt 3 can
-        assert not await repo.complete(delivery.id, 2, "sent", later, None, None, event)
-        receipt = Receipt("email", "<m@x>", later)
-        assert await repo.complete(delivery.id, 3, "sent", later, receipt, None, event)
+        assert not await repo.complete(delivery.id, 2, "sent", retry_at, None, None, event)
+        receipt = Receipt("email", "<m@x>", retry_at)
+        assert await repo.complete(delivery.id, 3, "sent", retry_at, receipt, None, event)
         assert woken == [1]
         done = await repo.claim(delivery, later + timedelta(hours=1), lease)
         assert (done.kind, done.status) == ("done", "sent")
         doc = await coll.find_one({"_id": delivery.id})
         assert doc is not None
-        assert doc["status"] == "sent" and doc["receipt"] == "<m@x>" and doc["has_outbox"]
+        assert doc["status"] == "sent" and doc["provider_message_id"] == "<m@x>"
+        assert doc["has_outbox"]
+        assert [(a["n"], a["outcome"]) for a in doc["attempt_log"]] == [(2, "retry"), (3, "sent")]
+        # a provider report, recorded once however often it comes
+        entry = {"status": "delivered", "code": "DELIVRD", "received_at": retry_at}
+        assert await repo.record_receipt("tencent", "<m@x>", entry) == "recorded"
+        assert await repo.record_receipt("tencent", "<m@x>", entry) == "duplicate"
+        assert await repo.record_receipt("tencent", "nope", entry) == "unknown"
+        doc = await coll.find_one({"_id": delivery.id})
+        assert doc is not None and len(doc["receipts"]) == 1
+        assert doc["receipt_status"] == "delivered"
         assert [e["topic"] for e in doc["outbox"]] == ["notify.events.v1"]
         items, cursor = await repo.page("res_1", None, 10, None)
         assert [i["_id"] for i in items] == [delivery.id] and cursor is None

@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
+from typing import Any
 
 import pytest
 
@@ -21,14 +22,18 @@ from zhumeng_contracts.events import (
     VolunteerAssigned,
 )
 from zhumeng_kit.consumer import PermanentError
+from zhumeng_kit.mongo import Doc
 from zhumeng_notify.adapters.channels import LogChannel, SmtpChannel
 from zhumeng_notify.adapters.handlers import matching_handlers
-from zhumeng_notify.app.notify import ContactMissing, DeliveryBusy, NotifyOnEvent, SendFailed
+from zhumeng_notify.app.delivery import REPLAY, DeliveryPolicy, Dispatcher, EventReplay
+from zhumeng_notify.app.notify import ContactMissing, NotifyOnEvent
+from zhumeng_notify.app.ports import Completion, NewDelivery, SendRejected, SendUnavailable
+from zhumeng_notify.domain.backoff import RetryPolicy
 from zhumeng_notify.domain.model import (
+    FINAL,
     Cause,
     Claim,
     Delivery,
-    Final,
     Locale,
     Message,
     Receipt,
@@ -36,6 +41,7 @@ from zhumeng_notify.domain.model import (
     Rendered,
     message_id,
 )
+from zhumeng_notify.domain.preferences import Preferences
 
 pytestmark = pytest.mark.unit
 
@@ -57,60 +63,145 @@ class Clock:
 
 
 class FakeRepo:
+    """The DeliveryRepository port in memory, with the store's conditions."""
+
     def __init__(self) -> None:
-        self.docs: dict[str, dict[str, object]] = {}
+        self.docs: dict[str, dict[str, Any]] = {}
         self.events: list[NotificationDelivered] = []
 
-    async def claim(self, delivery: Delivery, now: datetime, lease: timedelta) -> Claim:
-        doc = self.docs.get(delivery.id)
-        if doc is None:
-            self.docs[delivery.id] = {
-                "delivery": delivery,
-                "status": "pending",
-                "attempts": 1,
-                "lease_until": now + lease,
-            }
-            return Claim("send", 1, "pending", now + lease)
-        if doc["status"] != "pending":
-            return Claim("done", doc["attempts"], doc["status"])  # type: ignore[arg-type]
-        lease_until = doc["lease_until"]
-        assert isinstance(lease_until, datetime)
-        if lease_until <= now:
-            doc["attempts"] = int(doc["attempts"]) + 1  # type: ignore[call-overload]
-            doc["lease_until"] = now + lease
-            return Claim("send", doc["attempts"], "pending", now + lease)  # type: ignore[arg-type]
-        return Claim("busy", doc["attempts"], "pending", lease_until)  # type: ignore[arg-type]
+    async def claim_many(
+        self, items: list[NewDelivery], now: datetime, lease: timedelta
+    ) -> list[Claim]:
+        claims = []
+        for item in items:
+            d = item.delivery
+            doc = self.docs.get(d.id)
+            if doc is None:
+                deferred = item.due_at is not None
+                self.docs[d.id] = {
+                    "_id": d.id,
+                    "delivery": d,
+                    "recipient_id": d.recipient_id,
+                    "role": d.role,
+                    "channel": d.channel,
+                    "locale": d.locale,
+                    "subject": d.subject,
+                    "body": d.body,
+                    "short": d.short,
+                    "urgent": d.urgent,
+                    "cause_event_id": d.cause.event_id,
+                    "cause_event_type": d.cause.event_type,
+                    "request_id": d.cause.request_id,
+                    "status": "deferred" if deferred else "pending",
+                    "attempts": 0 if deferred else 1,
+                    "lease_until": item.due_at if deferred else now + lease,
+                    "log": [],
+                }
+                if item.deferred_event:
+                    self.events.append(item.deferred_event)
+                claims.append(
+                    Claim("deferred", 0, "deferred", item.due_at)
+                    if deferred
+                    else Claim("send", 1, "pending", now + lease)
+                )
+                continue
+            if doc["status"] == "pending" and doc["lease_until"] <= now:
+                doc["attempts"] += 1
+                doc["lease_until"] = now + lease
+                claims.append(Claim("send", doc["attempts"], "pending", now + lease))
+            elif doc["status"] in FINAL:
+                claims.append(Claim("done", doc["attempts"], doc["status"]))
+            else:
+                claims.append(Claim("busy", doc["attempts"], doc["status"], doc["lease_until"]))
+        return claims
 
-    async def complete(
-        self,
-        delivery_id: str,
-        attempt: int,
-        status: Final,
-        now: datetime,
-        receipt: Receipt | None,
-        error: str | None,
-        event: NotificationDelivered,
+    async def complete_many(self, items: list[Completion]) -> int:
+        held = 0
+        for c in items:
+            doc = self.docs[c.delivery_id]
+            if doc["status"] != "pending" or doc["attempts"] != c.attempt:
+                continue
+            doc.update(status=c.status, error=c.error, receipt=c.receipt, lease_until=None)
+            doc["log"].append((c.attempt, c.status))
+            self.events.append(c.event)
+            held += 1
+        return held
+
+    async def retry_later(
+        self, delivery_id: str, attempt: int, now: datetime, retry_at: datetime, error: str
     ) -> bool:
         doc = self.docs[delivery_id]
         if doc["status"] != "pending" or doc["attempts"] != attempt:
             return False
-        doc.update(status=status, error=error, receipt=receipt)
-        self.events.append(event)
+        doc.update(lease_until=retry_at, error=error)
+        doc["log"].append((attempt, "retry"))
         return True
 
-    async def release(self, delivery_id: str, attempt: int, now: datetime, error: str) -> None:
-        doc = self.docs[delivery_id]
-        if doc["status"] == "pending" and doc["attempts"] == attempt:
-            doc.update(lease_until=now, error=error)
+    async def take(self, delivery_id: str, now: datetime, lease: timedelta) -> Doc | None:
+        doc = self.docs.get(delivery_id)
+        if doc is None or doc["status"] not in ("pending", "deferred"):
+            return None
+        if doc["lease_until"] > now:
+            return None
+        doc.update(status="pending", lease_until=now + lease)
+        doc["attempts"] += 1
+        return dict(doc)
+
+    async def replay(self, delivery_id: str, now: datetime, budget: int) -> Doc | None:
+        doc = self.docs.get(delivery_id)
+        if doc is None or doc["status"] != "dead_lettered":
+            return None
+        doc.update(status="pending", lease_until=now, last_attempt=doc["attempts"] + budget)
+        return dict(doc)
+
+    async def state(self, delivery_id: str) -> Doc | None:
+        return self.docs.get(delivery_id)
+
+
+class FakeTimers:
+    """Durable timers in memory: idempotent by (kind, key); fired by `fire_due`."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.timers: dict[str, dict[str, Any]] = {}
+        self.fired: list[str] = []
+
+    async def schedule(
+        self, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None
+    ) -> str:
+        tid = f"{kind}:{key}"
+        if tid in self.timers and self.timers[tid]["state"] != "pending":
+            return str(self.timers[tid]["state"])
+        self.timers[tid] = {"kind": kind, "key": key, "due": due_at, "payload": payload or {}}
+        self.timers[tid]["state"] = "pending"
+        return "scheduled"
+
+    def pending(self) -> list[tuple[str, datetime]]:
+        return sorted((t["key"], t["due"]) for t in self.timers.values() if t["state"] == "pending")
+
+    async def fire_due(self, dispatcher: Dispatcher) -> int:
+        n = 0
+        for tid, t in list(self.timers.items()):
+            if t["state"] != "pending" or t["due"] > self.clock():
+                continue
+            t["state"] = "leased"
+            await dispatcher.on_timer(t["key"], t["payload"])
+            t["state"] = "fired"
+            self.fired.append(tid)
+            n += 1
+        return n
 
 
 class FakeChannel:
-    def __init__(self, name: str, fail_times: int = 0) -> None:
+    def __init__(self, name: str, fail_times: int = 0, reject: bool = False) -> None:
         self.name = name
         self.sent: list[Message] = []
         self.fail_times = fail_times
+        self.reject = reject
 
     async def send(self, message: Message) -> Receipt:
+        if self.reject:
+            raise SendRejected("invalid number")
         if self.fail_times:
             self.fail_times -= 1
             raise ConnectionRefusedError(f"relay down while sending to {message.address}")
@@ -159,6 +250,11 @@ UNMATCHED = RequestUnmatched(
 )
 
 
+def policy(max_send_attempts: int = 3) -> DeliveryPolicy:
+    retry = RetryPolicy(max_attempts=max_send_attempts, base_s=2.0, cap_s=60.0)
+    return DeliveryPolicy(lease=timedelta(seconds=30), retry=retry)
+
+
 def make(
     email: FakeChannel | None = None,
     directory: FakeDirectory | None = None,
@@ -170,11 +266,17 @@ def make(
         repo,
         {"log": log_ch, "email": email_ch},
         directory or FakeDirectory(),
-        lease=timedelta(seconds=30),
-        max_send_attempts=max_send_attempts,
+        timers=FakeTimers(clock),
+        policy=policy(max_send_attempts),
         clock=clock,
     )
     return use_case, repo, log_ch, email_ch, clock
+
+
+def timers_of(use_case: NotifyOnEvent) -> FakeTimers:
+    timers = use_case.dispatcher._timers
+    assert isinstance(timers, FakeTimers)
+    return timers
 
 
 async def test_assignment_tells_requester_and_volunteer_in_their_locales() -> None:
@@ -208,47 +310,86 @@ async def test_the_same_event_handled_twice_sends_once() -> None:
 
 async def test_a_pending_delivery_past_its_lease_is_sent_again() -> None:
     use_case, repo, _, email_ch, clock = make()
+    timers = timers_of(use_case)
     meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
     did = f"{meta.id}|res_1|email"
-    # a previous process claimed it and crashed mid-send
-    repo.docs[did] = {"status": "pending", "attempts": 1, "lease_until": T0 + timedelta(seconds=30)}
-    with pytest.raises(DeliveryBusy):  # still leased: retried later by the runner
-        await use_case.request_unmatched(meta, UNMATCHED)
-    assert not email_ch.sent
-    clock.now = T0 + timedelta(seconds=31)
+    # a previous process claimed it and crashed mid-send: redelivered, the event finds it
+    # busy, is acknowledged, and a timer watches the lease
+    await use_case.request_unmatched(meta, UNMATCHED)
+    repo.docs[did].update(status="pending", attempts=1, lease_until=T0 + timedelta(seconds=30))
+    email_ch.sent.clear()
     outcomes = await use_case.request_unmatched(meta, UNMATCHED)
-    assert [o.result for o in outcomes] == ["sent"]
+    assert [o.result for o in outcomes] == ["busy"]
+    assert timers.pending() == [(f"{did}#b1", T0 + timedelta(seconds=30))]
+    assert await timers.fire_due(use_case.dispatcher) == 0  # not yet
+    clock.now = T0 + timedelta(seconds=31)
+    assert await timers.fire_due(use_case.dispatcher) == 1
     assert len(email_ch.sent) == 1 and repo.docs[did]["attempts"] == 2
     assert repo.docs[did]["status"] == "sent"
 
 
-async def test_a_failing_channel_retries_then_marks_failed() -> None:
+async def test_a_failing_channel_retries_with_backoff_then_dead_letters() -> None:
     email = FakeChannel("email", fail_times=99)
-    use_case, repo, _, _, _ = make(email=email, max_send_attempts=2)
+    use_case, repo, _, _, clock = make(email=email, max_send_attempts=3)
+    timers = timers_of(use_case)
     meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
-    with pytest.raises(SendFailed) as first:
-        await use_case.request_unmatched(meta, UNMATCHED)
-    assert "xiuying@example.org" not in str(first.value)
-    outcomes = await use_case.request_unmatched(meta, UNMATCHED)  # the runner's retry
-    assert [o.result for o in outcomes] == ["failed"]
-    doc = repo.docs[f"{meta.id}|res_1|email"]
-    assert doc["status"] == "failed" and doc["attempts"] == 2
+    did = f"{meta.id}|res_1|email"
+    # the handler returns at once (the event is acknowledged): no in-line retry
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["retrying"]
+    assert "xiuying@example.org" not in str(repo.docs[did]["error"])
+    [(key, due)] = timers.pending()
+    assert key == f"{did}#r1" and T0 + timedelta(seconds=1) <= due <= T0 + timedelta(seconds=2)
+    clock.now = due
+    await timers.fire_due(use_case.dispatcher)
+    [(key, due2)] = timers.pending()
+    assert key == f"{did}#r2" and due2 - due <= timedelta(seconds=4)
+    assert due2 - due >= timedelta(seconds=2)  # doubled, less at most half of it as jitter
+    clock.now = due2
+    await timers.fire_due(use_case.dispatcher)
+    doc = repo.docs[did]
+    assert doc["status"] == "dead_lettered" and doc["attempts"] == 3
+    assert doc["log"] == [(1, "retry"), (2, "retry"), (3, "dead_lettered")]
     assert "ConnectionRefusedError" in str(doc["error"])
-    assert "xiuying@example.org" not in str(doc["error"])
     [event] = repo.events
-    assert event.status == "failed" and event.recipient_id == "res_1"
-    # failed for good: a redelivery does not try again
+    assert (event.status, event.attempt) == ("dead_lettered", 3)
+    assert timers.pending() == []
+    # a redelivery does not try again; an admin's replay does, with a fresh budget
     assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["skipped"]
+    email.fail_times = 0
+    assert await use_case.dispatcher.replay(did) is not None
+    await timers.fire_due(use_case.dispatcher)
+    assert repo.docs[did]["status"] == "sent" and len(email.sent) == 1
 
 
-async def test_a_transient_failure_is_sent_on_retry() -> None:
+async def test_a_transient_failure_then_success_sends_exactly_once() -> None:
     email = FakeChannel("email", fail_times=1)
-    use_case, repo, _, _, _ = make(email=email)
+    use_case, repo, _, _, clock = make(email=email)
+    timers = timers_of(use_case)
     meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
-    with pytest.raises(SendFailed):
-        await use_case.request_unmatched(meta, UNMATCHED)
-    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["sent"]
-    assert len(email.sent) == 1 and repo.events[0].status == "sent"
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["retrying"]
+    clock.now = T0 + timedelta(minutes=1)
+    await timers.fire_due(use_case.dispatcher)
+    await timers.fire_due(use_case.dispatcher)  # nothing left to do
+    assert len(email.sent) == 1 and [e.status for e in repo.events] == ["sent"]
+    assert repo.events[0].attempt == 2
+
+
+async def test_a_rejected_send_fails_at_once() -> None:
+    use_case, repo, _, _, _ = make(email=FakeChannel("email", reject=True))
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["failed"]
+    assert [e.status for e in repo.events] == ["failed"]
+    assert timers_of(use_case).pending() == []
+
+
+async def test_send_unavailable_is_retried() -> None:
+    class Busy(FakeChannel):
+        async def send(self, message: Message) -> Receipt:
+            raise SendUnavailable("HTTP 503")
+
+    use_case, _, _, _, _ = make(email=Busy("email"))
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["retrying"]
 
 
 async def test_missing_requester_contact_is_retried_and_the_volunteer_told_once() -> None:
@@ -288,11 +429,13 @@ async def test_no_personal_data_in_the_logs(caplog: pytest.LogCaptureFixture) ->
         repo,
         {"log": LogChannel(), "email": failing},
         FakeDirectory(volunteer=replace(VOLUNTEER, email=None)),
-        max_send_attempts=1,
+        timers=FakeTimers(Clock()),
+        policy=policy(max_send_attempts=1),
     )
     meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
     outcomes = await use_case.volunteer_assigned(meta, ASSIGNED)
-    assert [o.result for o in outcomes] == ["failed", "sent"]  # email failed; log channel ok
+    # email failed on its only attempt; the log channel went through
+    assert [o.result for o in outcomes] == ["dead_lettered", "sent"]
     text = caplog.text
     assert f"{meta.id}|vol_1|log" in text and "139****4321" in text
     for pii in (
@@ -533,3 +676,115 @@ async def test_handlers_dispatch_every_lifecycle_event() -> None:
     ]
     with pytest.raises(PermanentError, match="expected CheckedIn"):
         await handlers[CheckedIn](EventMeta.new(REQUEST_COMPLETED, "m"), REQUEST_COMPLETED)
+
+
+# ---- quiet hours, preferences and waiting contacts -----------------------------------------
+
+
+class FakePreferences:
+    def __init__(self) -> None:
+        self.people: dict[str, Preferences] = {}
+        self.blocked: set[str] = set()
+
+    def get(self, person_id: str) -> Preferences | None:
+        return self.people.get(person_id)
+
+    def sms_blocked(self, phone: str | None) -> bool:
+        return phone in self.blocked
+
+
+def make_with_sms(prefs: FakePreferences) -> tuple[NotifyOnEvent, FakeRepo, FakeChannel, Clock]:
+    repo, clock = FakeRepo(), Clock()
+    sms = FakeChannel("sms")
+    use_case = NotifyOnEvent(
+        repo,
+        {"log": FakeChannel("log"), "sms": sms, "email": FakeChannel("email")},
+        FakeDirectory(),
+        timers=FakeTimers(clock),
+        preferences=prefs,
+        policy=policy(),
+        clock=clock,
+    )
+    return use_case, repo, sms, clock
+
+
+async def test_quiet_hours_defer_a_message_then_a_timer_sends_it() -> None:
+    use_case, repo, sms, clock = make_with_sms(FakePreferences())
+    timers = timers_of(use_case)
+    clock.now = datetime(2025, 6, 1, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["deferred"]
+    did = f"{meta.id}|res_1|sms"
+    seven = datetime(2025, 6, 1, 23, 0, tzinfo=UTC)  # 07:00 in Shanghai
+    assert timers.pending() == [(f"{did}#d", seven)]
+    assert [e.status for e in repo.events] == ["deferred"] and not sms.sent
+    # redelivered at night: still one delivery, still deferred
+    assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["busy"]
+    clock.now = seven
+    await timers.fire_due(use_case.dispatcher)
+    assert len(sms.sent) == 1 and [e.status for e in repo.events] == ["deferred", "sent"]
+    # an urgent message goes out at night
+    clock.now = datetime(2025, 6, 2, 15, 30, tzinfo=UTC)
+    urgent = Rendered("s", "b", urgent=True)
+    outcome = await use_case._deliver(REQUESTER, urgent, Cause("e2", "t", "req_1"))
+    assert outcome.result == "sent" and len(sms.sent) == 2
+
+
+async def test_an_opt_out_before_the_morning_suppresses_sms_and_uses_the_next_channel() -> None:
+    prefs = FakePreferences()
+    use_case, repo, sms, clock = make_with_sms(prefs)
+    timers = timers_of(use_case)
+    clock.now = datetime(2025, 6, 1, 15, 30, tzinfo=UTC)
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await use_case.request_unmatched(meta, UNMATCHED)
+    prefs.people["res_1"] = Preferences(opted_out=["sms"])  # replied TD at night
+    clock.now = datetime(2025, 6, 1, 23, 0, tzinfo=UTC)
+    await timers.fire_due(use_case.dispatcher)
+    assert not sms.sent
+    assert repo.docs[f"{meta.id}|res_1|sms"]["status"] == "suppressed"
+    assert repo.docs[f"{meta.id}|res_1|email"]["status"] == "sent"
+    # a phone that said TD before anyone had it is not texted either
+    prefs.people.clear()
+    prefs.blocked.add(REQUESTER.phone or "")
+    later = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await use_case.request_unmatched(later, UNMATCHED)
+    assert repo.docs[f"{later.id}|res_1|email"]["status"] == "sent" and not sms.sent
+
+
+async def test_a_chosen_locale_reaches_the_template() -> None:
+    prefs = FakePreferences()
+    prefs.people["res_1"] = Preferences(locale="en", channels=["email"])
+    use_case, _, _, _ = make_with_sms(prefs)
+    await use_case.request_unmatched(EventMeta.new(UNMATCHED, "m"), UNMATCHED)
+    [message] = use_case.dispatcher.channels["email"].sent  # type: ignore[attr-defined]
+    assert message.locale == "en" and message.rendered.subject.startswith("Zhumeng:")
+
+
+async def test_an_event_without_its_contact_waits_in_a_timer_and_is_handled_later() -> None:
+    directory = FakeDirectory(requester=None)
+    use_case, _, _, email_ch, clock = make(directory=directory)
+    timers = timers_of(use_case)
+    replay = EventReplay(timers, timedelta(seconds=2), clock)
+    handler = replay.wrap(matching_handlers(use_case))[RequestUnmatched]
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await handler(meta, UNMATCHED)  # returns: the partition moves on
+    [kept] = timers.timers.values()
+    assert (kept["kind"], kept["key"], kept["due"]) == (REPLAY, meta.id, T0 + timedelta(seconds=2))
+    with pytest.raises(ContactMissing):  # still missing: the timer retries with backoff
+        await replay.on_timer(kept["key"], kept["payload"])
+    directory.requesters["req_1"] = REQUESTER
+    await replay.on_timer(kept["key"], kept["payload"])
+    [message] = email_ch.sent
+    assert message.delivery_id == f"{meta.id}|res_1|email"
+
+
+async def test_an_event_whose_wait_already_gave_up_is_retried_in_line() -> None:
+    use_case, _, _, _, clock = make(directory=FakeDirectory(requester=None))
+    timers = timers_of(use_case)
+    replay = EventReplay(timers, timedelta(seconds=2), clock)
+    handler = replay.wrap(matching_handlers(use_case))[RequestUnmatched]
+    meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
+    await handler(meta, UNMATCHED)
+    timers.timers[f"{REPLAY}:{meta.id}"]["state"] = "failed"  # its retries ran out
+    with pytest.raises(ContactMissing):  # the runner's retries, then the dead-letter topic
+        await handler(meta, UNMATCHED)

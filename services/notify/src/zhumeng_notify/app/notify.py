@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import (
     AssignmentCancelled,
     AssignmentCompleted,
     CheckedIn,
-    NotificationDelivered,
     RequestCompleted,
     RequestUnfulfilled,
     RequestUnmatched,
@@ -21,39 +19,15 @@ from zhumeng_contracts.events import (
 )
 
 from ..domain import templates
-from ..domain.model import (
-    Cause,
-    Delivery,
-    Final,
-    Message,
-    Receipt,
-    Recipient,
-    Rendered,
-    address_for,
-    delivery_id,
-)
-from ..domain.recipients import choose_channel, first_name
-from .ports import Channel, DeliveryRepository, Directory
+from ..domain.model import Cause, Recipient, Rendered
+from ..domain.recipients import first_name
+from .delivery import ContactMissing, DeliveryPolicy, Dispatcher, Outcome, describe
+from .ports import Channel, DeliveryRepository, Directory, PreferenceSource, Timers
 
 log = logging.getLogger("zhumeng.notify")
 
 
-class ContactMissing(Exception):
-    """A recipient's contact is not in the view yet (its topic can lag): retried."""
-
-
-class DeliveryBusy(Exception):
-    """Another sender holds the delivery's lease: retried once the lease has run out."""
-
-
-class SendFailed(Exception):
-    """A channel failed and attempts remain: the event is retried with backoff."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    delivery_id: str
-    result: str  # sent | failed | skipped (already done)
+__all__ = ["ContactMissing", "NotifyOnEvent", "Outcome"]
 
 
 def _utcnow() -> datetime:
@@ -70,9 +44,8 @@ class NotifyOnEvent:
     AssignmentCancelled -> volunteer (request_cancelled, no_show, reassigned; a volunteer's
     own withdrawal is not echoed); RequestUnmatched, RequestUnfulfilled -> requester.
 
-    Flow per recipient: claim the delivery (insert pending; a duplicate that is sent or failed
-    is skipped; a pending one past its lease, left by a crash mid-send, is taken over), send,
-    then one update to sent/failed that also queues `NotificationDelivered` in the outbox.
+    Delivery (channel choice, quiet hours, dedupe, retries, dead letters) is the
+    `Dispatcher`'s (app/delivery.py); handlers call `self._deliver(recipient, rendered, cause)`.
     """
 
     def __init__(
@@ -81,22 +54,31 @@ class NotifyOnEvent:
         channels: Mapping[str, Channel],
         directory: Directory,
         *,
-        lease: timedelta = timedelta(seconds=30),
-        max_send_attempts: int = 3,
+        timers: Timers,
+        preferences: PreferenceSource | None = None,
+        policy: DeliveryPolicy | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        if "log" not in channels:
-            raise ValueError("the log channel is the fallback and must be configured")
-        self._deliveries = deliveries
-        self._channels = dict(channels)
-        self._directory = directory
-        self._lease = lease
-        self._max_send = max(1, max_send_attempts)
+        self._dispatcher = Dispatcher(
+            deliveries,
+            channels,
+            directory,
+            timers,
+            preferences=preferences,
+            policy=policy,
+            clock=clock,
+        )
+        # what handlers see: contacts as the people's preferences shape them (e.g. locale)
+        self._directory: Directory = self._dispatcher.directory
         self._clock = clock
 
     @property
+    def dispatcher(self) -> Dispatcher:
+        return self._dispatcher
+
+    @property
     def email_enabled(self) -> bool:
-        return "email" in self._channels
+        return "email" in self._dispatcher.channels
 
     # ---- event handlers --------------------------------------------------------------------
 
@@ -244,85 +226,7 @@ class NotifyOnEvent:
         )
 
     async def _deliver(self, recipient: Recipient, rendered: Rendered, cause: Cause) -> Outcome:
-        channel_name = choose_channel(recipient, self.email_enabled)
-        channel = self._channels[channel_name]
-        message = Message(
-            delivery_id=delivery_id(cause.event_id, recipient.id, channel_name),
-            channel=channel_name,
-            recipient=recipient,
-            address=address_for(recipient, channel_name),
-            rendered=rendered,
-            cause=cause,
-            locale=recipient.locale,
-        )
-        now = self._clock()
-        claim = await self._deliveries.claim(Delivery.of(message), now, self._lease)
-        if claim.kind == "done":
-            log.info("delivery %s already %s; not sent again", message.delivery_id, claim.status)
-            return Outcome(message.delivery_id, "skipped")
-        if claim.kind == "busy":
-            raise DeliveryBusy(
-                f"delivery {message.delivery_id} is being sent elsewhere (lease until "
-                f"{claim.lease_until})"
-            )
-        try:
-            receipt = await channel.send(message)
-        except Exception as exc:
-            error = _describe(exc, message.address)
-            if claim.attempts < self._max_send:
-                await self._deliveries.release(
-                    message.delivery_id, claim.attempts, self._clock(), error
-                )
-                log.warning(
-                    "delivery %s attempt %d failed (%s); will retry",
-                    message.delivery_id,
-                    claim.attempts,
-                    error,
-                )
-                raise SendFailed(f"delivery {message.delivery_id}: {error}") from None
-            log.error(
-                "delivery %s failed after %d attempts: %s",
-                message.delivery_id,
-                claim.attempts,
-                error,
-            )
-            await self._finish(message, claim.attempts, "failed", None, error)
-            return Outcome(message.delivery_id, "failed")
-        await self._finish(message, claim.attempts, "sent", receipt, None)
-        return Outcome(message.delivery_id, "sent")
-
-    async def _finish(
-        self,
-        message: Message,
-        attempt: int,
-        status: Final,
-        receipt: Receipt | None,
-        error: str | None,
-    ) -> None:
-        now = self._clock()
-        event = NotificationDelivered(
-            delivery_id=message.delivery_id,
-            cause_event_id=message.cause.event_id,
-            cause_event_type=message.cause.event_type,
-            recipient_id=message.recipient.id,
-            recipient_role=message.recipient.role,
-            channel=message.channel,
-            status=status,
-            delivered_at=now,
-        )
-        held = await self._deliveries.complete(
-            message.delivery_id, attempt, status, now, receipt, error, event
-        )
-        if not held:
-            log.warning(
-                "delivery %s was taken over by another sender before it completed",
-                message.delivery_id,
-            )
+        return await self._dispatcher.deliver(recipient, rendered, cause)
 
 
-def _describe(exc: Exception, address: str | None) -> str:
-    """An error text fit to store and log: no address, no body."""
-    text = f"{type(exc).__name__}: {exc}"[:300]
-    if address:
-        text = text.replace(address, "<address>")
-    return text
+_describe = describe  # kept for callers of the former name

@@ -11,8 +11,11 @@ from zhumeng_kit.pii import mask_email, mask_phone
 
 Role = Literal["requester", "volunteer", "coordinator"]
 Locale = Literal["zh-CN", "en"]
-Status = Literal["pending", "sent", "failed"]
-Final = Literal["sent", "failed"]
+# pending: being sent, or waiting for its retry (lease_until); deferred: held for quiet hours
+Status = Literal["pending", "deferred", "sent", "failed", "dead_lettered", "suppressed"]
+Final = Literal["sent", "failed", "dead_lettered", "suppressed"]
+FINAL: frozenset[str] = frozenset({"sent", "failed", "dead_lettered", "suppressed"})
+CHANNELS: tuple[str, ...] = ("sms", "email", "wechat", "inapp", "log")
 
 LOG_CHANNEL = "log"
 EMAIL_CHANNEL = "email"
@@ -127,6 +130,8 @@ class Delivery:
     cause: Cause
     status: Status = "pending"
     attempts: int = 0
+    short: str | None = None
+    urgent: bool = False
 
     @classmethod
     def of(cls, message: Message) -> Delivery:
@@ -140,6 +145,8 @@ class Delivery:
             subject=message.rendered.subject,
             body=message.rendered.body,
             cause=message.cause,
+            short=message.rendered.short,
+            urgent=message.rendered.urgent,
         )
 
 
@@ -147,11 +154,12 @@ class Delivery:
 class Claim:
     """The outcome of trying to take a delivery for sending.
 
-    send: this caller sends now, as attempt `attempts`; done: already sent or failed for good;
-    busy: another sender holds a live lease (until `lease_until`).
+    send: this caller sends now, as attempt `attempts`; deferred: stored to be sent at
+    `lease_until` (quiet hours); done: already final; busy: another sender holds a live lease,
+    or a retry or a deferral waits (until `lease_until`).
     """
 
-    kind: Literal["send", "done", "busy"]
+    kind: Literal["send", "deferred", "done", "busy"]
     attempts: int
     status: Status
     lease_until: datetime | None = None

@@ -3,11 +3,13 @@ them (the settings have already checked that an enabled provider has its keys)."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from ...app.ports import Channel
 from ...settings import NotifySettings
 from .alibaba_sms import AlibabaSmsChannel
+from .base import utcnow
 from .inapp import InAppChannel, InAppHub
 from .log import LogChannel
 from .smtp import SmtpChannel
@@ -26,13 +28,18 @@ def _text(value: str | None) -> str:
 
 
 def build_channels(
-    settings: NotifySettings, inapp_hub: InAppHub | None = None
+    settings: NotifySettings,
+    inapp_hub: InAppHub | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> dict[str, Channel]:
-    """Channels by name. In-app needs the hub the stream endpoint reads from."""
+    """Channels by name. In-app needs the hub the stream endpoint reads from; the clock stamps
+    the receipts of the log and email channels (tests move it)."""
     s = settings
-    channels: dict[str, Channel] = {"log": LogChannel()}
+    channels: dict[str, Channel] = {"log": LogChannel(clock)}
     if s.smtp_host:
-        channels["email"] = SmtpChannel(s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_timeout_s)
+        channels["email"] = SmtpChannel(
+            s.smtp_host, s.smtp_port, s.smtp_from, s.smtp_timeout_s, clock
+        )
     if s.sms_provider == "alibaba":
         channels["sms"] = AlibabaSmsChannel(
             _text(s.alibaba_sms_access_key_id),
