@@ -354,7 +354,7 @@ def all_messages(locale: Locale, worst: bool) -> dict[str, templates.Rendered]:
             locale, "林", templates.ClaimFacts("req_1", service, start, end, 20 if worst else 1)
         ),
         "review_required": templates.review_required_to_coordinator(
-            locale, "周", templates.ReviewFacts("req_1", service, "pl_longxun", start, end)
+            locale, "周", templates.ReviewFacts("req_1", service, "pl_longxun", start)
         ),
         "escalated_township": templates.escalated_to_coordinator(
             locale, "周", replace(escalated, level="township_liaison")

@@ -16,6 +16,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from .model import Locale, Rendered
+from .recipients import EscalationLevel
 from .sms_text import compose, gsm7
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
@@ -698,8 +699,6 @@ def reviewed_to_requester(locale: Locale, recipient_name: str, f: ReviewedFacts)
     )
 
 
-EscalationLevel = Literal["wider_radius", "township_liaison", "county_centre"]
-
 _LEVEL = {
     "zh-CN": {
         "wider_radius": "扩大范围",
@@ -742,6 +741,22 @@ def still_looking_to_requester(locale: Locale, recipient_name: str, f: Escalated
         body=_en(recipient_name, text, f"Request: {f.request_id}"),
         short=compose(locale, "Zhumeng: " + text),
     )
+
+
+REMINDER_CAUSE = "zhumeng.notify.appointment-reminder"
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """A reminder timer's content: which assignment, whom, when (no contact details)."""
+
+    id: str  # the timer's id: the deliveries' idempotency key
+    request_id: str
+    assignment_id: str
+    volunteer_id: str
+    service_type_id: str
+    window_start: datetime
+    window_end: datetime
 
 
 @dataclass(frozen=True)
@@ -963,44 +978,39 @@ class ReviewFacts:
     request_id: str
     service: str
     township_id: str
-    window_start: datetime
-    window_end: datetime
+    held_at: datetime
 
 
 def review_required_to_coordinator(locale: Locale, recipient_name: str, f: ReviewFacts) -> Rendered:
-    window = format_window(f.window_start, f.window_end, locale)
-    when = short_window(f.window_start, f.window_end, locale)
+    held = format_moment(f.held_at, locale)
     if locale == "zh-CN":
         return Rendered(
             subject=f"【筑梦】待审核：{f.service}",
             body=_zh(
                 recipient_name,
-                f"一条“{f.service}”请求需要您审核后才能开始匹配志愿者。\n服务时间：{window}\n"
+                f"一条“{f.service}”请求需要您审核后才能开始匹配志愿者（{held}提交）。\n"
                 f"乡镇：{f.township_id}\n请在筑梦协调端批准或驳回。",
                 f"请求编号：{f.request_id}",
             ),
             short=compose(
                 locale,
-                "待审核：一条“{service}”请求（{when}）需您审核后才能匹配，请在筑梦协调端处理。",
+                "待审核：一条“{service}”请求需您审核后才能开始匹配志愿者，请在筑梦协调端处理。",
                 cut={"service": f.service},
-                keep={"when": when},
             ),
         )
     return Rendered(
         subject=f"Zhumeng: review needed, {f.service}",
         body=_en(
             recipient_name,
-            f"A request for {f.service} needs your review before matching starts.\n"
-            f"When: {window}\nTownship: {f.township_id}\n"
-            "Please approve or reject it in Zhumeng.",
+            f"A request for {f.service} needs your review before matching starts (held at"
+            f" {held}).\nTownship: {f.township_id}\nPlease approve or reject it in Zhumeng.",
             f"Request: {f.request_id}",
         ),
         short=compose(
             locale,
-            "Zhumeng: a {service} request ({when}) needs your review before matching starts."
+            "Zhumeng: a {service} request needs your review before matching starts."
             " Please review it in Zhumeng.",
             cut={"service": f.service},
-            keep={"when": when},
         ),
     )
 
