@@ -212,7 +212,7 @@ def escalated(request_id: str, level: str) -> RequestEscalated:
     return RequestEscalated(
         request_id=request_id,
         step=2,
-        level=level,  # type: ignore[arg-type]
+        level=level,
         township_id="pl_au_town",
         open_slots=1,
         escalated_at=datetime.now(UTC),

@@ -12,6 +12,7 @@ from zhumeng_notify.domain.model import (
     LOG_CHANNEL,
     Locale,
     Recipient,
+    Rendered,
     delivery_id,
     mask_address,
     message_id,
@@ -291,7 +292,7 @@ def _service(locale: Locale, worst: bool) -> str:
     return LONG_ZH if locale == "zh-CN" else LONG_EN
 
 
-def all_messages(locale: Locale, worst: bool) -> dict[str, templates.Rendered]:
+def all_messages(locale: Locale, worst: bool) -> dict[str, Rendered]:
     """Every template the service renders, by name, for one locale."""
     service = _service(locale, worst)
     name = LONG_NAME if worst else "小林"
@@ -309,7 +310,7 @@ def all_messages(locale: Locale, worst: bool) -> dict[str, templates.Rendered]:
     partial = 19 if worst else 0
     reminder = templates.ReminderFacts("req_1", service, start, end, name, name)
     escalated = templates.EscalatedFacts("req_1", "county_centre", 99 if worst else 2, 20)
-    out: dict[str, templates.Rendered] = {
+    out: dict[str, Rendered] = {
         "posted": templates.posted_to_requester(
             locale, "王秀英", templates.PostedFacts("req_1", service, start, end, 20)
         ),

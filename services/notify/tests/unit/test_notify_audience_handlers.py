@@ -211,7 +211,7 @@ async def test_the_review_decision_reaches_the_requester(decision: str, text: st
     use_case, outbox, _, _ = make()
     reviewed = RequestReviewed(
         request_id="req_1",
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         coordinator_id="coord_lx",
         note="请带上身份证",
         reviewed_at=T0,
@@ -225,7 +225,7 @@ def escalated(level: str) -> RequestEscalated:
     return RequestEscalated(
         request_id="req_1",
         step=2,
-        level=level,  # type: ignore[arg-type]
+        level=level,
         township_id="pl_longxun",
         open_slots=1,
         escalated_at=T0,
