@@ -23,19 +23,25 @@ from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
 from zhumeng_kit.views import View
 
 from .adapters.channels import InAppFeed, InAppHub, build_channels
+from .adapters.coordinator_store import (
+    COORDINATORS,
+    MongoCoordinatorStore,
+    seed_demo_coordinators,
+)
 from .adapters.directory import ViewDirectory
-from .adapters.handlers import matching_handlers
+from .adapters.handlers import notify_handlers
 from .adapters.mongo import COLLECTION, MongoDeliveryRepository
 from .adapters.preferences_store import PreferenceStore, ViewPhoneBook
 from .app.delivery import REPLAY, RESUME, DeliveryPolicy, EventReplay
 from .app.notify import NotifyOnEvent
 from .app.ports import Channel
+from .app.reminders import register_reminders
 from .domain.backoff import RetryPolicy
 from .domain.quiet_hours import QuietHours
-from .entrypoints import http, inbound_http, preferences_http, stream_http
+from .entrypoints import coordinators_http, http, inbound_http, preferences_http, stream_http
 from .settings import NotifySettings
 
-CONSUMED = ["matching.events.v1"]
+CONSUMED = ["matching.events.v1", "requests.events.v1"]
 log = logging.getLogger("zhumeng.notify")
 
 
@@ -60,6 +66,15 @@ def build(
     relay = runtime.outbox_relay([COLLECTION])
     deliveries = MongoDeliveryRepository(runtime.db[COLLECTION], on_events=relay.wake)
     runtime.on_startup(deliveries.ensure_indexes)
+
+    coordinators = MongoCoordinatorStore(runtime.db[COORDINATORS])
+    runtime.on_startup(coordinators.ensure_indexes)
+    if settings.seed_demo_coordinators:
+
+        async def seed() -> None:
+            await seed_demo_coordinators(coordinators)
+
+        runtime.on_startup(seed)
 
     preferences = PreferenceStore(
         runtime.db, settings.jwt_secret, settings.notify_preferences_refresh_s, clock
@@ -99,7 +114,7 @@ def build(
     use_case = NotifyOnEvent(
         deliveries,
         configured,
-        ViewDirectory(contacts, requesters, service_types),
+        ViewDirectory(contacts, requesters, service_types, coordinators),
         timers=scheduler,
         preferences=preferences,
         policy=policy,
@@ -116,12 +131,16 @@ def build(
 
     scheduler.register(RESUME, resume)
     scheduler.register(REPLAY, handle_again)
-    _consume_in_batches(runtime, settings, replay.wrap(matching_handlers(use_case)))
+    reminders = register_reminders(
+        scheduler, use_case, lead=timedelta(minutes=settings.reminder_lead_min)
+    )
+    _consume_in_batches(runtime, settings, replay.wrap(notify_handlers(use_case, reminders)))
 
     current = principal_dependency(settings)
     routers = [
         http.router(deliveries, current, dispatcher.replay),
         preferences_http.router(preferences, current),
+        coordinators_http.router(coordinators, current),
         inbound_http.router(
             preferences,
             ViewPhoneBook(contacts, requesters),

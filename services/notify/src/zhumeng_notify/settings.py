@@ -135,6 +135,15 @@ class NotifySettings(ServiceSettings):
             )
         return self
 
+    # ---- who hears what (ADR 0012) ----------------------------------------------------------
+    reminder_lead_min: int = Field(
+        default=120, ge=1, le=7 * 24 * 60, description="appointment reminder, minutes before"
+    )
+    seed_demo_coordinators: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("ZHUMENG_NOTIFY_SEED_DEMO", "ZHUMENG_SEED_DEMO_COORDINATORS"),
+    )
+
     # ---- delivery semantics (ADR 0013) ----------------------------------------------------
     notify_quiet_hours: str = Field(
         default="22:00-07:00",

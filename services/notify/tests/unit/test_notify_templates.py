@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from zhumeng_notify.domain import templates
+from zhumeng_notify.domain import sms_text, templates
 from zhumeng_notify.domain.model import (
     EMAIL_CHANNEL,
     LOG_CHANNEL,
     Locale,
     Recipient,
+    Rendered,
     delivery_id,
     mask_address,
     message_id,
@@ -272,3 +273,198 @@ def test_unfulfilled_partly_says_who_still_comes() -> None:
         "asked for 3 volunteers and 1 could be arranged"
         in templates.unfulfilled_to_requester("en", "A", facts).body
     )
+
+
+# ---- every message x locale fits ONE SMS segment, also with worst-case inputs ---------------
+
+LONG_ZH = "乡村老年人听力筛查、助听器适配与后续上门随访综合服务（含交通接送及家属陪同）"
+LONG_EN = (
+    "Hearing screening, hearing-aid fitting and follow-up home visits for elderly villagers"
+    " (with transport)"
+)
+LONG_NAME = "Maximiliano-Alexander"
+LATE = datetime(2025, 12, 31, 14, 30, tzinfo=UTC)  # 22:30 in Dehua, the window ends next year
+
+
+def _service(locale: Locale, worst: bool) -> str:
+    if not worst:
+        return "义剪" if locale == "zh-CN" else "Free haircut"
+    return LONG_ZH if locale == "zh-CN" else LONG_EN
+
+
+def all_messages(locale: Locale, worst: bool) -> dict[str, Rendered]:
+    """Every template the service renders, by name, for one locale."""
+    service = _service(locale, worst)
+    name = LONG_NAME if worst else "小林"
+    start, end = (LATE, LATE + timedelta(hours=20)) if worst else (START, END)
+    assigned = replace(
+        FACTS,
+        service=service,
+        volunteer_name=name,
+        requester_first_name=name,
+        window_start=start,
+        window_end=end,
+        slot=20 if worst else 1,
+        slots=20 if worst else 1,
+    )
+    partial = 19 if worst else 0
+    reminder = templates.ReminderFacts("req_1", service, start, end, name, name)
+    escalated = templates.EscalatedFacts("req_1", "county_centre", 99 if worst else 2, 20)
+    out: dict[str, Rendered] = {
+        "posted": templates.posted_to_requester(
+            locale, "王秀英", templates.PostedFacts("req_1", service, start, end, 20)
+        ),
+        "assigned_requester": templates.assigned_to_requester(locale, "王", assigned, CODE),
+        "assigned_requester_no_code": templates.assigned_to_requester(locale, "王", assigned),
+        "unmatched": templates.unmatched_to_requester(
+            locale, "王", templates.UnmatchedFacts("req_1", service)
+        ),
+        "checked_in": templates.checked_in_to_requester(
+            locale, "王", replace(ARRIVED, volunteer_first_name=name, checked_in_at=start)
+        ),
+        "checked_in_anonymous": templates.checked_in_to_requester(
+            locale, "王", replace(ARRIVED, volunteer_first_name=None)
+        ),
+        "request_completed": templates.request_completed_to_requester(
+            locale, "王", templates.RequestCompletedFacts("req_1", 123.75 if worst else 2)
+        ),
+        "assignment_completed": templates.assignment_completed_to_volunteer(
+            locale, "林", templates.AssignmentCompletedFacts("req_1", service, 23.75)
+        ),
+        "reviewed_approved": templates.reviewed_to_requester(
+            locale, "王", templates.ReviewedFacts("req_1", "approved", "好" * 500)
+        ),
+        "reviewed_rejected": templates.reviewed_to_requester(
+            locale, "王", templates.ReviewedFacts("req_1", "rejected")
+        ),
+        "still_looking": templates.still_looking_to_requester(locale, "王", escalated),
+        "still_looking_wider": templates.still_looking_to_requester(
+            locale, "王", replace(escalated, level="wider_radius")
+        ),
+        "reminder_requester": templates.reminder_to_requester(locale, "王", reminder),
+        "reminder_volunteer": templates.reminder_to_volunteer(locale, "林", reminder),
+        "offer": templates.offer_to_volunteer(
+            locale,
+            "林",
+            templates.OfferFacts("req_1", service, start, end, end, 1234.56 if worst else 3),
+        ),
+        "offer_expired": templates.offer_expired_to_volunteer(
+            locale, "林", templates.OfferExpiredFacts("req_1")
+        ),
+        "claim": templates.claim_invitation_to_volunteer(
+            locale, "林", templates.ClaimFacts("req_1", service, start, end, 20 if worst else 1)
+        ),
+        "review_required": templates.review_required_to_coordinator(
+            locale, "周", templates.ReviewFacts("req_1", service, "pl_longxun", start)
+        ),
+        "escalated_township": templates.escalated_to_coordinator(
+            locale, "周", replace(escalated, level="township_liaison")
+        ),
+        "escalated_county": templates.escalated_to_coordinator(locale, "周", escalated),
+        "unfulfilled": templates.unfulfilled_to_requester(
+            locale,
+            "王",
+            templates.UnfulfilledFacts("req_1", "escalation_exhausted", partial, 20),
+        ),
+    }
+    for mode in ("direct", "open_claim", "team"):
+        out[f"assigned_volunteer_{mode}"] = templates.assigned_to_volunteer(
+            locale, "林", replace(assigned, mode=mode)
+        )
+    for reason in sorted(templates.VOLUNTEER_CANCEL_REASONS):
+        out[f"cancelled_{reason}"] = templates.cancelled_to_volunteer(
+            locale,
+            "林",
+            templates.CancelledFacts("req_1", reason),  # type: ignore[arg-type]
+        )
+    return out
+
+
+@pytest.mark.parametrize("worst", [False, True], ids=["typical", "worst-case"])
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_message_has_an_sms_text_within_one_segment(locale: Locale, worst: bool) -> None:
+    for name, rendered in all_messages(locale, worst).items():
+        assert rendered.short, name
+        units = sms_text.segment_units(locale, rendered.short)
+        assert units <= sms_text.segment_limit(locale), (name, units, rendered.short)
+        if locale == "zh-CN":
+            assert units == len(sms_text.ZH_SIGNATURE + rendered.short), name
+            assert not rendered.short.startswith(sms_text.ZH_SIGNATURE), name
+        else:
+            assert rendered.short.startswith("Zhumeng"), name
+        assert "req_1" not in rendered.short  # ids are for the app and the email
+        assert "{" not in rendered.short and "None" not in rendered.short, name
+
+
+def test_the_limits_are_the_providers() -> None:
+    assert sms_text.ZH_SIGNATURE == "【筑梦志愿】"
+    assert (sms_text.ZH_SEGMENT, sms_text.EN_SEGMENT) == (70, 160)
+    assert sms_text.fits("zh-CN", "字" * 64) and not sms_text.fits("zh-CN", "字" * 65)
+    assert sms_text.fits("en", "a" * 160) and not sms_text.fits("en", "a" * 161)
+    assert sms_text.gsm7_units("€[") == 4 and not sms_text.fits("en", "a" * 79 + "€" * 41)
+    assert sms_text.gsm7_units("小林") is None and not sms_text.fits("en", "Hi 小林")
+    assert sms_text.segment_units("zh-CN", "𠀀") == 8  # outside the BMP: two units
+
+
+def test_a_long_service_name_is_cut_gracefully_and_the_code_never() -> None:
+    facts = replace(FACTS, service=LONG_ZH, volunteer_name=LONG_NAME)
+    short = templates.assigned_to_requester("zh-CN", "王", facts, CODE).short
+    assert short is not None and CODE in short and "…" in short
+    assert short.startswith("您的“乡村老年人") and "”已由志愿者" in short
+    en = templates.assigned_to_requester("en", "A", replace(facts, service=LONG_EN), CODE).short
+    assert en is not None and CODE in en and "..." in en and "Hearing screening" in en
+
+
+def test_english_sms_stays_gsm7_with_chinese_names() -> None:
+    # a Chinese first name would turn the SMS into UCS-2 (70 per segment): a generic word instead
+    short = templates.assigned_to_requester("en", "A", replace(FACTS, service="Haircut")).short
+    assert short is not None and sms_text.gsm7_units(short) is not None
+    assert short.startswith("Zhumeng: a volunteer will help with your Haircut request")
+    assert sms_text.gsm7("O’Neil – Lee", "x") == "O'Neil - Lee"
+    assert sms_text.gsm7("小林", "your volunteer") == "your volunteer"
+
+
+def test_a_too_long_fixed_text_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        sms_text.compose("zh-CN", "字" * 70)
+
+
+@pytest.mark.parametrize("worst", [False, True], ids=["typical", "worst-case"])
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_no_contact_details_and_the_code_only_to_the_requester(locale: Locale, worst: bool) -> None:
+    for name, rendered in all_messages(locale, worst).items():
+        text = rendered.subject + rendered.body + (rendered.short or "")
+        for pii in ("13812345678", "@example.org", "王秀英"):
+            if name == "posted" and pii == "王秀英":
+                continue  # the requester's own name, in their own message
+            assert pii not in text, (name, pii)
+        if name != "assigned_requester":
+            assert CODE not in text, name
+
+
+def test_the_volunteer_hears_a_won_claim_as_such() -> None:
+    won = replace(FACTS, mode="open_claim")
+    assert "抢单成功" in templates.assigned_to_volunteer("zh-CN", "林", won).subject
+    en = templates.assigned_to_volunteer("en", "Lin", won)
+    assert en.subject == "Zhumeng: you got it, 义剪" and "You got it!" in en.body
+    team = templates.assigned_to_volunteer("en", "Lin", replace(FACTS, mode="team"))
+    assert "Your team took this task for you." in team.body
+    direct = templates.assigned_to_volunteer("en", "Lin", FACTS)
+    assert "got it" not in direct.body and direct.subject.startswith("Zhumeng: new task")
+
+
+def test_an_offer_is_urgent_only_when_told_so_and_names_its_deadline() -> None:
+    facts = templates.OfferFacts("req_1", "义剪", START, END, START - timedelta(hours=1), 3.0)
+    zh = templates.offer_to_volunteer("zh-CN", "林", facts)
+    assert not zh.urgent and "6月3日（周二）08:00前" in zh.body and "3公里" in (zh.short or "")
+    assert templates.offer_to_volunteer("en", "Lin", replace(facts, urgent=True)).urgent
+
+
+def test_review_and_escalation_texts() -> None:
+    rejected = templates.ReviewedFacts("req_1", "rejected", "不在服务范围")
+    zh = templates.reviewed_to_requester("zh-CN", "王秀英", rejected)
+    assert "未通过审核" in zh.subject and "协调员留言：不在服务范围" in zh.body
+    assert "不在服务范围" not in (zh.short or "")
+    esc = templates.EscalatedFacts("req_1", "township_liaison", 2, 1)
+    assert "乡镇联络员" in templates.escalated_to_coordinator("zh-CN", "周", esc).subject
+    assert "asked a coordinator" in templates.still_looking_to_requester("en", "A", esc).body

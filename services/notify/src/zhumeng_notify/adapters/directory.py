@@ -1,4 +1,5 @@
-"""The Directory port over the in-memory views of the compacted topics."""
+"""The Directory port over the in-memory views of the compacted topics, plus the coordinators
+of notify's own directory (a Mongo collection: they are not on any topic)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from zhumeng_contracts.events import ContactRecord, RequesterContact, ServiceTyp
 from zhumeng_kit.views import View
 
 from ..domain.model import Locale, Recipient
+from .coordinator_store import MongoCoordinatorStore
 
 
 class ViewDirectory:
@@ -14,10 +16,18 @@ class ViewDirectory:
         volunteers: View[ContactRecord],
         requesters: View[RequesterContact],
         service_types: View[ServiceTypeRecord],
+        coordinator_store: MongoCoordinatorStore | None = None,
     ) -> None:
         self.volunteers = volunteers
         self.requesters = requesters
         self.service_types = service_types
+        self.coordinator_store = coordinator_store
+
+    async def coordinators(self, township_id: str | None) -> list[Recipient]:
+        """Implements `CoordinatorDirectory`: a township's coordinators (None: the county's)."""
+        if self.coordinator_store is None:
+            return []
+        return await self.coordinator_store.coordinators(township_id)
 
     def requester(self, request_id: str) -> Recipient | None:
         c = self.requesters.get(request_id)

@@ -12,15 +12,27 @@ from zhumeng_contracts.events import (
     AssignmentCancelled,
     AssignmentCompleted,
     CheckedIn,
+    ClaimOpened,
+    OfferExpired,
+    OfferMade,
     RequestCompleted,
+    RequestEscalated,
+    RequestPosted,
+    RequestReviewed,
     RequestUnfulfilled,
     RequestUnmatched,
+    ReviewRequired,
     VolunteerAssigned,
 )
 
 from ..domain import templates
 from ..domain.model import Cause, Recipient, Rendered
-from ..domain.recipients import first_name
+from ..domain.recipients import (
+    CoordinatorDirectory,
+    escalation_audience,
+    first_name,
+    offer_is_urgent,
+)
 from .delivery import ContactMissing, DeliveryPolicy, Dispatcher, Outcome, describe
 from .ports import Channel, DeliveryRepository, Directory, PreferenceSource, Timers
 
@@ -184,6 +196,190 @@ class NotifyOnEvent:
         rendered = templates.cancelled_to_volunteer(volunteer.locale, volunteer.name, facts)
         return [await self._deliver(volunteer, rendered, self._cause(meta, event.request_id))]
 
+    # ---- who hears what beyond the match (ADR 0012) -----------------------------------------
+
+    async def request_posted(self, meta: EventMeta, event: RequestPosted) -> list[Outcome]:
+        requester = self._requester(event.request_id)
+        facts = templates.PostedFacts(
+            request_id=event.request_id,
+            service=self._service(event.service_type_id, requester),
+            window_start=event.window.start,
+            window_end=event.window.end,
+            slots=event.slots,
+        )
+        rendered = templates.posted_to_requester(requester.locale, requester.name, facts)
+        return [await self._deliver(requester, rendered, self._cause(meta, event.request_id))]
+
+    async def request_reviewed(self, meta: EventMeta, event: RequestReviewed) -> list[Outcome]:
+        requester = self._requester(event.request_id)
+        facts = templates.ReviewedFacts(event.request_id, event.decision, event.note)
+        rendered = templates.reviewed_to_requester(requester.locale, requester.name, facts)
+        return [await self._deliver(requester, rendered, self._cause(meta, event.request_id))]
+
+    async def review_required(self, meta: EventMeta, event: ReviewRequired) -> list[Outcome]:
+        coordinators = await self._coordinators(event.township_id, "township")
+        sends = [
+            (
+                c,
+                templates.review_required_to_coordinator(
+                    c.locale,
+                    c.name,
+                    templates.ReviewFacts(
+                        request_id=event.request_id,
+                        service=self._service(event.service_type_id, c),
+                        township_id=event.township_id,
+                        held_at=event.held_at,
+                    ),
+                ),
+            )
+            for c in coordinators
+        ]
+        return await self._deliver_all(sends, self._cause(meta, event.request_id))
+
+    async def request_escalated(self, meta: EventMeta, event: RequestEscalated) -> list[Outcome]:
+        """The requester hears that the search goes on; the coordinators of the rung (township
+        liaison: the township's, county centre: the county's) that a request needs them."""
+        facts = templates.EscalatedFacts(
+            request_id=event.request_id,
+            level=event.level,
+            step=event.step,
+            open_slots=event.open_slots,
+        )
+        sends: list[tuple[Recipient, Rendered]] = []
+        scope = escalation_audience(event.level)
+        if scope is not None:
+            for c in await self._coordinators(event.township_id, scope):
+                sends.append((c, templates.escalated_to_coordinator(c.locale, c.name, facts)))
+        requester = self._directory.requester(event.request_id)
+        if requester is not None:
+            rendered = templates.still_looking_to_requester(requester.locale, requester.name, facts)
+            sends.append((requester, rendered))
+        outcomes = await self._deliver_all(sends, self._cause(meta, event.request_id))
+        if requester is None:  # the coordinators were told, and are skipped on the retry
+            raise ContactMissing(f"no contact yet for the requester of request {event.request_id}")
+        return outcomes
+
+    async def offer_made(self, meta: EventMeta, event: OfferMade) -> list[Outcome]:
+        volunteer = self._volunteer(event.volunteer_id, event.request_id)
+        facts = templates.OfferFacts(
+            request_id=event.request_id,
+            service=self._service(event.service_type_id, volunteer),
+            window_start=event.window.start,
+            window_end=event.window.end,
+            expires_at=event.expires_at,
+            distance_km=event.distance_km,
+            urgent=offer_is_urgent(event.expires_at),
+        )
+        rendered = templates.offer_to_volunteer(volunteer.locale, volunteer.name, facts)
+        return [await self._deliver(volunteer, rendered, self._cause(meta, event.request_id))]
+
+    async def offer_expired(self, meta: EventMeta, event: OfferExpired) -> list[Outcome]:
+        volunteer = self._volunteer(event.volunteer_id, event.request_id)
+        rendered = templates.offer_expired_to_volunteer(
+            volunteer.locale, volunteer.name, templates.OfferExpiredFacts(event.request_id)
+        )
+        return [await self._deliver(volunteer, rendered, self._cause(meta, event.request_id))]
+
+    async def claim_opened(self, meta: EventMeta, event: ClaimOpened) -> list[Outcome]:
+        """Each invited volunteer once (a repeated id in the list is one person)."""
+        sends: list[tuple[Recipient, Rendered]] = []
+        missing: list[str] = []
+        for volunteer_id in dict.fromkeys(event.invited_volunteer_ids):
+            volunteer = self._directory.volunteer(volunteer_id)
+            if volunteer is None:
+                missing.append(volunteer_id)
+                continue
+            facts = templates.ClaimFacts(
+                request_id=event.request_id,
+                service=self._service(event.service_type_id, volunteer),
+                window_start=event.window.start,
+                window_end=event.window.end,
+                open_slots=event.open_slots,
+            )
+            rendered = templates.claim_invitation_to_volunteer(
+                volunteer.locale, volunteer.name, facts
+            )
+            sends.append((volunteer, rendered))
+        outcomes = await self._deliver_all(sends, self._cause(meta, event.request_id))
+        if missing:
+            raise ContactMissing(
+                f"no contact yet for {len(missing)} invited volunteer(s) of request "
+                f"{event.request_id}"
+            )
+        return outcomes
+
+    async def appointment_reminder(self, reminder: templates.Reminder) -> list[Outcome]:
+        """A durable timer fired before the appointment: remind the volunteer and the
+        requester. Keyed by the timer's id, so a timer run twice sends once."""
+        cause = Cause(reminder.id, templates.REMINDER_CAUSE, reminder.request_id)
+        requester = self._directory.requester(reminder.request_id)
+        volunteer = self._directory.volunteer(reminder.volunteer_id)
+        sends: list[tuple[Recipient, Rendered]] = []
+        if volunteer is not None:
+            facts = self._reminder_facts(reminder, volunteer, requester=requester)
+            sends.append(
+                (
+                    volunteer,
+                    templates.reminder_to_volunteer(volunteer.locale, volunteer.name, facts),
+                )
+            )
+        if requester is not None:
+            facts = self._reminder_facts(reminder, requester, volunteer=volunteer)
+            sends.append(
+                (
+                    requester,
+                    templates.reminder_to_requester(requester.locale, requester.name, facts),
+                )
+            )
+        outcomes = await self._deliver_all(sends, cause)
+        if requester is None or volunteer is None:
+            raise ContactMissing(f"no contact yet for a person of request {reminder.request_id}")
+        return outcomes
+
+    def _reminder_facts(
+        self,
+        reminder: templates.Reminder,
+        recipient: Recipient,
+        *,
+        requester: Recipient | None = None,
+        volunteer: Recipient | None = None,
+    ) -> templates.ReminderFacts:
+        return templates.ReminderFacts(
+            request_id=reminder.request_id,
+            service=self._service(reminder.service_type_id, recipient),
+            window_start=reminder.window_start,
+            window_end=reminder.window_end,
+            volunteer_first_name=first_name(volunteer.name) if volunteer else None,
+            requester_first_name=first_name(requester.name) if requester else None,
+        )
+
+    async def _coordinators(self, township_id: str, scope: str) -> list[Recipient]:
+        """The coordinators of the township (or, for scope "county", of the county centre); a
+        township without any falls back to the county centre, so nothing goes unheard."""
+        if not isinstance(self._directory, CoordinatorDirectory):
+            log.warning("no coordinator directory configured: coordinators not told")
+            return []
+        found: list[Recipient] = []
+        if scope == "township":
+            found = await self._directory.coordinators(township_id)
+        if not found:
+            found = await self._directory.coordinators(None)
+        if not found:
+            log.warning("no coordinator for township %s nor the county centre", township_id)
+        return found
+
+    async def _deliver_all(
+        self, sends: list[tuple[Recipient, Rendered]], cause: Cause
+    ) -> list[Outcome]:
+        """Every send finishes (or fails) before the first failure is raised."""
+        results = await asyncio.gather(
+            *(self._deliver(r, rendered, cause) for r, rendered in sends), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        return [r for r in results if not isinstance(r, BaseException)]
+
     # ---- recipients ------------------------------------------------------------------------
 
     def _requester(self, request_id: str) -> Recipient:
@@ -223,6 +419,7 @@ class NotifyOnEvent:
             requester_first_name=requester_first,
             slot=event.slot,
             slots=event.slots,
+            mode=event.mode,
         )
 
     async def _deliver(self, recipient: Recipient, rendered: Rendered, cause: Cause) -> Outcome:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .model import EMAIL_CHANNEL, LOG_CHANNEL, Recipient
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Literal, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
+
+from .model import EMAIL_CHANNEL, LOG_CHANNEL, Locale, Recipient
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 # Two-character Chinese surnames (复姓) that keep their second character.
 _COMPOUND_SURNAMES = frozenset(
@@ -58,3 +65,77 @@ def choose_channel(recipient: Recipient, email_enabled: bool) -> str:
     if email_enabled and recipient.email:
         return EMAIL_CHANNEL
     return LOG_CHANNEL
+
+
+# ---- coordinators (ADR 0012) --------------------------------------------------------------
+
+Scope = Literal["township", "county"]
+
+
+@dataclass(frozen=True)
+class Coordinator:
+    """A coordinator notify can reach: of one township, or of the county centre (no township).
+    Kept in notify's own directory (the catalog's contacts are volunteers only)."""
+
+    id: str
+    name: str
+    township_id: str | None = None  # None: the county centre
+    locale: Locale = "zh-CN"
+    phone: str | None = None
+    email: str | None = None
+
+    @property
+    def scope(self) -> Scope:
+        return "county" if self.township_id is None else "township"
+
+    def recipient(self) -> Recipient:
+        return Recipient(
+            id=self.id,
+            role="coordinator",
+            name=self.name,
+            locale=self.locale,
+            email=self.email,
+            phone=self.phone,
+        )
+
+    def __repr__(self) -> str:  # never print contact details by accident
+        return f"Coordinator(id={self.id!r}, township_id={self.township_id!r})"
+
+
+@runtime_checkable
+class CoordinatorDirectory(Protocol):
+    """The coordinators of a township (None: the county centre's). A directory that also
+    implements this lets notify tell coordinators; belongs on `app.ports.Directory` once that
+    port may change (see ADR 0012)."""
+
+    async def coordinators(self, township_id: str | None) -> list[Recipient]: ...
+
+
+EscalationLevel = Literal["wider_radius", "township_liaison", "county_centre"]
+
+
+def escalation_audience(level: EscalationLevel) -> Scope | None:
+    """Which coordinators hear of an escalation: nobody while only the radius widens, the
+    township's at the liaison rung, the county centre's at the last."""
+    return {"wider_radius": None, "township_liaison": "township", "county_centre": "county"}[level]
+
+
+# ---- quiet hours ---------------------------------------------------------------------------
+
+# The county's night; the delivery side holds non-urgent messages through each recipient's
+# own quiet hours. This default decides only whether an offer must be marked urgent.
+QUIET_HOURS = (time(22, 0), time(7, 0))
+
+
+def in_quiet_hours(t: datetime, quiet: tuple[time, time] = QUIET_HOURS) -> bool:
+    local = t.astimezone(LOCAL_TZ).time()
+    start, end = quiet
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def offer_is_urgent(expires_at: datetime, quiet: tuple[time, time] = QUIET_HOURS) -> bool:
+    """An offer that expires within the quiet hours would be stale when they end: it must
+    go out at once (the volunteer can still ignore it; it then simply moves on)."""
+    return in_quiet_hours(expires_at, quiet)
