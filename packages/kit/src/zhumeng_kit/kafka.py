@@ -12,11 +12,13 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
 
+from zhumeng_contracts.envelope import EventMeta
+from zhumeng_contracts.events import Event
 from zhumeng_contracts.topics import TOPICS
 
 from .metrics import OUTBOX_PUBLISHED
 from .mongo import Doc
-from .outbox import Publisher
+from .outbox import Publisher, wire_message
 
 log = logging.getLogger("zhumeng.kafka")
 TOPIC_ALREADY_EXISTS = 36
@@ -62,6 +64,13 @@ class BrokerPublisher(Publisher):
         ]
         await asyncio.gather(*pending)
         self._published.inc(len(entries))
+
+
+async def publish_event(broker: KafkaBroker, meta: EventMeta, event: Event) -> None:
+    """Publish one event in its topic's wire format (binary or structured CloudEvents) and
+    wait for the broker's acknowledgement (idempotent producer, acks=all)."""
+    value, headers = wire_message(meta, event)
+    await broker.publish(value, topic=event.TOPIC, key=event.key().encode(), headers=headers)
 
 
 async def ensure_topics(bootstrap: str, partitions_override: int | None = None) -> list[str]:
