@@ -17,6 +17,7 @@ from zhumeng_contracts.events import (
     VolunteerRecord,
 )
 from zhumeng_kit.auth import principal_dependency
+from zhumeng_kit.kafka import publish_event
 from zhumeng_kit.runtime import ServiceRuntime, create_app
 from zhumeng_kit.settings import ServiceSettings
 from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
@@ -25,6 +26,8 @@ from zhumeng_kit.views import View
 from .adapters.mongo_stores import DECISIONS, MongoDecisionStore, MongoLoadStore
 from .app.lifecycle_service import OFFER_TIMER, LifecycleService
 from .app.matcher import Matcher
+from .app.public_feed import GROUP as PUBLIC_FEED_GROUP
+from .app.public_feed import PublicAssignmentsFeed
 from .domain.index import VolunteerIndex
 from .entrypoints.http import router
 from .entrypoints.lifecycle_http import lifecycle_router
@@ -83,6 +86,11 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         {AssignmentCancelled: on_released, AssignmentCompleted: on_released},
         group="zhumeng-matching-capacity",
     )
+    # public.assignments.v1 for other agencies (ADR 0014): a projector in its own group
+    public_feed = PublicAssignmentsFeed(
+        decisions.get, lambda meta, event: publish_event(runtime.broker, meta, event)
+    )
+    runtime.consume(["matching.events.v1"], public_feed.handlers(), group=PUBLIC_FEED_GROUP)
     current = principal_dependency(settings)
     app = create_app(
         runtime,
