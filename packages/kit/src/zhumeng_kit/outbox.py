@@ -51,13 +51,15 @@ def wire_message(meta: EventMeta, event: Event) -> tuple[bytes, dict[str, str]]:
 
     Internal topics: CloudEvents binary mode (`ce_*` headers, the payload as the value).
     Structured topics (the public feeds): the whole CloudEvent is the value, with
-    `content-type: application/cloudevents+json`, so it can go to an agency byte for byte;
-    `traceparent` stays a header (tracing, not part of the event)."""
+    `content-type: application/cloudevents+json`, so it can go to an agency byte for byte.
+    The `ce_*` headers are kept as a copy for tooling that routes or counts by type without
+    parsing values (dead letters, metrics); the value is authoritative, and a CloudEvents
+    reader picks structured mode by the content type."""
+    headers = {k: v.decode() for k, v in meta.to_headers()}
     if is_structured(event.TOPIC):
         value = json.dumps(to_structured(meta, event), ensure_ascii=False).encode()
-        headers = {"content-type": STRUCTURED_CONTENT_TYPE, "traceparent": meta.traceparent}
-        return value, headers
-    return encode(event), {k: v.decode() for k, v in meta.to_headers()}
+        return value, {**headers, "content-type": STRUCTURED_CONTENT_TYPE}
+    return encode(event), headers
 
 
 def outbox_entry(

@@ -20,6 +20,7 @@ passes `verify`; the receiver's own dedupe by `webhook-id` then tells it it has 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -27,7 +28,8 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 ID_HEADER = "webhook-id"
@@ -146,3 +148,77 @@ def verify(
             raise WebhookVerificationError("replayed message")
         seen_ids.add(key)
     return msg_id
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    at: float  # wall clock (time.time()) when it arrived
+    status: int  # what the receiver answered
+    error: str | None  # why verification failed, if it did
+
+
+class WebhookReceiver:
+    """A minimal agency receiver (HTTP/1.1 keep-alive on asyncio streams) that verifies every
+    request with `verify` and records it: for local development, the integration tests and
+    the benchmark. `answer(received)` picks the status of a verified request (default 204);
+    an unverifiable one gets 401."""
+
+    def __init__(
+        self,
+        secret: str = "",
+        host: str = "127.0.0.1",
+        answer: Callable[[Received], int] | None = None,
+        tolerance: float = DEFAULT_TOLERANCE_S,
+    ) -> None:
+        self.secret = secret  # settable later: a generated secret is known after subscribing
+        self._host = host
+        self._answer = answer or (lambda _: 204)
+        self._tolerance = tolerance
+        self.seen = SeenIds(tolerance)
+        self.received: list[Received] = []
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}/hook"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self._host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def accepted(self) -> list[Received]:
+        return [r for r in self.received if r.error is None and 200 <= r.status < 300]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readline():  # the request line
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                status = self._handle(headers, body)
+                writer.write(f"HTTP/1.1 {status} -\r\ncontent-length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def _handle(self, headers: dict[str, str], body: bytes) -> int:
+        received = Received(headers, body, time.time(), 401, None)
+        try:
+            verify(headers, body, self.secret, self._tolerance, self.seen)
+            received.status = self._answer(received)
+        except WebhookVerificationError as exc:
+            received.error = str(exc)
+        self.received.append(received)
+        return received.status

@@ -18,7 +18,7 @@ from .adapters.handlers import matching_handlers
 from .adapters.mongo import COLLECTION, MongoDeliveryRepository
 from .app.notify import NotifyOnEvent
 from .app.ports import Channel
-from .entrypoints import http
+from .entrypoints import http, subscriptions_http
 from .settings import NotifySettings
 
 CONSUMED = ["matching.events.v1"]
@@ -47,6 +47,12 @@ def build(settings: NotifySettings | None = None) -> FastAPI:
         channels["email"] = SmtpChannel(
             settings.smtp_host, settings.smtp_port, settings.smtp_from, settings.smtp_timeout_s
         )
+    # agency feeds: public topics -> signed webhooks, and the webhook channel (ADR 0014)
+    current = principal_dependency(settings)
+    feeds = subscriptions_http.install(runtime, current)
+    if feeds.channel is not None:
+        channels[feeds.channel.name] = feeds.channel
+
     use_case = NotifyOnEvent(
         deliveries,
         channels,
@@ -56,8 +62,9 @@ def build(settings: NotifySettings | None = None) -> FastAPI:
     )
     runtime.consume(CONSUMED, matching_handlers(use_case))
 
-    current = principal_dependency(settings)
-    app = create_app(runtime, [http.router(deliveries, current)], title="Zhumeng notify")
+    app = create_app(
+        runtime, [http.router(deliveries, current), *feeds.routers], title="Zhumeng notify"
+    )
     app.state.runtime = runtime
     app.state.use_case = use_case
     return app
