@@ -208,8 +208,8 @@ class WebhookReceiver:
                 status = self._handle(headers, body)
                 writer.write(f"HTTP/1.1 {status} -\r\ncontent-length: 0\r\n\r\n".encode())
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or the receiver stops
         finally:
             writer.close()
 
