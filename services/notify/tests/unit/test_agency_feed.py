@@ -100,16 +100,26 @@ class FakeStore:
 
 class FakeTimers:
     def __init__(self) -> None:
+        self.pending: dict[str, datetime] = {}
         self.armed: list[str] = []
 
     async def arm(self, key: str, due_at: datetime, new: bool) -> None:
         if key not in self.armed:
             self.armed.append(key)
+            self.pending[key] = due_at
+
+    async def retry_at(self, key: str, due_at: datetime) -> None:
+        self.pending[key] = due_at
+
+    async def drop(self, key: str) -> None:
+        self.pending.pop(key, None)
 
 
 class FakeSender:
-    def __init__(self, outcomes: list[Exception | int] | None = None) -> None:
-        self.outcomes = outcomes or []
+    """Answers per URL, in order; 204 once a URL's list is used up."""
+
+    def __init__(self, outcomes: dict[str, list[Exception | int]] | None = None) -> None:
+        self.outcomes = outcomes or {}
         self.posts: list[tuple[str, str, bytes, Mapping[str, str]]] = []
 
     async def post(
@@ -122,7 +132,8 @@ class FakeSender:
         extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[int, datetime]:
         self.posts.append((url, msg_id, body, dict(extra_headers or {})))
-        outcome = self.outcomes.pop(0) if self.outcomes else 204
+        queue = self.outcomes.get(url) or []
+        outcome = queue.pop(0) if queue else 204
         if isinstance(outcome, Exception):
             raise outcome
         return outcome, NOW
@@ -145,16 +156,21 @@ def feed_of(
     async def ends() -> Offsets:
         return {("public.requests.v1", 0): 10}
 
-    return AgencyFeed(
-        store, sender, timers, history, ends, max_attempts=3, clock=lambda: NOW
-    ), timers
+    feed = AgencyFeed(
+        store, sender, timers, history, ends, max_attempts=3, clock=lambda: NOW, backoff_s=2
+    )
+    return feed, timers
 
 
 def timer(key: str, attempts: int = 1) -> Timer:
     return Timer(id=f"webhook:{key}", kind="webhook", key=key, due_at=NOW, attempts=attempts)
 
 
-async def test_an_event_goes_once_to_each_matching_subscription() -> None:
+def url(sid: str) -> str:
+    return f"https://{sid}.example.org/hook"
+
+
+async def test_an_event_goes_once_to_each_matching_subscription_at_once() -> None:
     store = FakeStore(
         [
             sub("all"),
@@ -163,48 +179,59 @@ async def test_an_event_goes_once_to_each_matching_subscription() -> None:
             sub("status_only", (PublicRequestStatusChanged.TYPE,)),
         ]
     )
-    feed, timers = feed_of(store, FakeSender())
-    meta = EventMeta.new(posted(), "zhumeng/requests")
-    await feed.on_public_event(meta, posted())
-    await feed.on_public_event(meta, posted())  # redelivered: no second delivery
-    assert sorted(timers.armed) == [f"{meta.id}|all", f"{meta.id}|posted_longxun"]
-    doc = store.deliveries[f"{meta.id}|all"]
-    # the body is the CloudEvent exactly as the public topic carries it
-    assert doc["body"].encode() == wire_message(meta, posted())[0]
-    assert doc["status"] == "pending" and doc["request_id"] == "req_1"
-
-
-async def test_a_transient_failure_is_retried_then_delivered() -> None:
-    store = FakeStore([sub("s1")])
-    sender = FakeSender([SendUnavailable("HTTP 500"), 200])
+    sender = FakeSender()
     feed, timers = feed_of(store, sender)
     meta = EventMeta.new(posted(), "zhumeng/requests")
     await feed.on_public_event(meta, posted())
+    await feed.on_public_event(meta, posted())  # redelivered: no second delivery
+    keys = [f"{meta.id}|all", f"{meta.id}|posted_longxun"]
+    assert sorted(timers.armed) == keys
+    # a safety net in case this process dies before the first attempt ends
+    assert set(timers.pending.values()) == {NOW + timedelta(seconds=60)}
+    await feed.drain()
+    assert sorted(p[0] for p in sender.posts) == [url("all"), url("posted_longxun")]
+    assert timers.pending == {}  # delivered: the safety nets are gone
+    doc = store.deliveries[keys[0]]
+    assert (doc["status"], doc["attempts"], doc["request_id"]) == ("delivered", 1, "req_1")
+    # the body is the CloudEvent exactly as the public topic carries it
+    assert doc["body"].encode() == wire_message(meta, posted())[0]
+    assert {p[1] for p in sender.posts} == {meta.id}  # webhook-id = CloudEvent id
+
+
+async def test_a_transient_failure_is_retried_by_the_timer_then_delivered() -> None:
+    store = FakeStore([sub("s1")])
+    sender = FakeSender({url("s1"): [SendUnavailable("HTTP 500"), 200]})
+    feed, timers = feed_of(store, sender)
+    meta = EventMeta.new(posted(), "zhumeng/requests")
+    await feed.on_public_event(meta, posted())
+    await feed.drain()
     [key] = timers.armed
-    with pytest.raises(RetryLater):
-        await feed.deliver(timer(key, 1))
+    assert timers.pending == {key: NOW + timedelta(seconds=2)}  # the backoff
     assert store.deliveries[key]["status"] == "pending"
     assert store.deliveries[key]["last_error"] == "HTTP 500"
-    await feed.deliver(timer(key, 2))
+    await feed.deliver(timer(key, 1))
     doc = store.deliveries[key]
     assert (doc["status"], doc["attempts"], doc["status_code"]) == ("delivered", 2, 200)
-    await feed.deliver(timer(key, 3))  # a late duplicate run sends nothing
+    await feed.deliver(timer(key, 2))  # a late duplicate run sends nothing
     assert len(sender.posts) == 2
-    assert {p[1] for p in sender.posts} == {meta.id}  # webhook-id = CloudEvent id
 
 
 async def test_the_last_attempt_dead_letters_and_a_4xx_at_once() -> None:
     store = FakeStore([sub("s1"), sub("s2")])
-    sender = FakeSender([SendUnavailable("timeout (ReadTimeout)"), SendRejected("HTTP 410")])
+    down = SendUnavailable("timeout (ReadTimeout)")
+    sender = FakeSender({url("s1"): [down, down, down], url("s2"): [SendRejected("HTTP 410")]})
     feed, timers = feed_of(store, sender)
     await feed.on_public_event(EventMeta.new(posted(), "zhumeng/requests"), posted())
+    await feed.drain()
     first, second = timers.armed
-    await feed.deliver(timer(first, 3))  # attempt 3 of 3: no more retries
-    await feed.deliver(timer(second, 1))
-    assert store.deliveries[first]["status"] == "dead_lettered"
-    assert store.deliveries[first]["last_error"].startswith("gave up")
     assert store.deliveries[second]["status"] == "dead_lettered"
     assert store.deliveries[second]["last_error"] == "rejected: HTTP 410"
+    with pytest.raises(RetryLater):
+        await feed.deliver(timer(first, 1))  # attempt 2 of 3
+    await feed.deliver(timer(first, 2))  # attempt 3 of 3: no more retries
+    assert store.deliveries[first]["status"] == "dead_lettered"
+    assert store.deliveries[first]["attempts"] == 3
+    assert store.deliveries[first]["last_error"].startswith("gave up")
 
 
 async def test_a_deleted_subscription_cancels_its_pending_deliveries() -> None:
@@ -212,8 +239,8 @@ async def test_a_deleted_subscription_cancels_its_pending_deliveries() -> None:
     sender = FakeSender()
     feed, timers = feed_of(store, sender)
     await feed.on_public_event(EventMeta.new(posted(), "zhumeng/requests"), posted())
-    del store.subs["s1"]
-    await feed.deliver(timer(timers.armed[0]))
+    del store.subs["s1"]  # before the first attempt ran
+    await feed.drain()
     assert store.deliveries[timers.armed[0]]["status"] == "cancelled" and not sender.posts
 
 
@@ -226,16 +253,15 @@ async def test_a_replay_redelivers_the_matching_events_marked_with_its_id() -> N
     records.append(FakeRecord(wire_message(EventMeta.new(other, "zhumeng/requests"), other)[0]))
     records.append(FakeRecord(b"{not json"))
     sender = FakeSender()
-    feed, timers = feed_of(store, sender, records)
+    feed, _ = feed_of(store, sender, records)
     replay = await feed.start_replay(target, NOW - timedelta(hours=1))
     await feed.run_replay(replay["_id"])
+    await feed.drain()
     assert store.replays[replay["_id"]]["state"] == "done"
     assert store.replays[replay["_id"]]["matched"] == 2
-    for key in timers.armed:
-        await feed.deliver(timer(key))
-    assert [p[1] for p in sender.posts] == [m.id for m in metas]
+    assert sorted(p[1] for p in sender.posts) == sorted(m.id for m in metas)
     assert all(p[3] == {REPLAY_HEADER: replay["_id"]} for p in sender.posts)
-    assert [p[2] for p in sender.posts] == [r.value for r in records[:2]]
+    assert sorted(p[2] for p in sender.posts) == sorted(r.value for r in records[:2])
 
 
 def test_urls_must_be_http_and_internal_hosts_need_the_setting() -> None:

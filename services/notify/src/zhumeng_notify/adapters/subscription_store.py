@@ -7,7 +7,8 @@ deterministic `_id` (event id | subscription [| replay]) and finished by an upda
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -16,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from zhumeng_kit.ids import new_id
 from zhumeng_kit.mongo import Doc
-from zhumeng_kit.timers import Scheduler, get_timer
+from zhumeng_kit.timers import Scheduler, get_timer, purge, timer_id
 
 from ..domain.subscriptions import Subscription
 
@@ -145,10 +146,13 @@ class MongoSubscriptionStore:
 
 
 class ScheduledDeliveries:
-    """Delivery timers on the kit's durable scheduler (its own collection)."""
+    """Delivery timers on the kit's durable scheduler, in their own collection. Timers of
+    delivered events are deleted rather than kept as tombstones: the local document server
+    scans the collection to find due timers, so it must stay small."""
 
     def __init__(self, scheduler: Scheduler, db: AsyncDatabase[Doc], kind: str) -> None:
         self._scheduler = scheduler
+        self._coll = db[WEBHOOK_TIMERS]
         self._db = db
         self._kind = kind
 
@@ -157,3 +161,17 @@ class ScheduledDeliveries:
         exists = not new and await get_timer(self._db, self._kind, key, collection=WEBHOOK_TIMERS)
         if not exists:
             await self._scheduler.schedule(self._kind, key, due_at)
+
+    async def retry_at(self, key: str, due_at: datetime) -> None:
+        await self._scheduler.schedule(self._kind, key, due_at)
+
+    async def drop(self, key: str) -> None:
+        await self._coll.delete_one({"_id": timer_id(self._kind, key), "state": "pending"})
+
+    async def purge_loop(self, every_s: float = 60.0, keep_s: float = 600.0) -> None:
+        """Delete fired and cancelled delivery timers after a while (kept for inspection)."""
+        while True:
+            await purge(
+                self._db, datetime.now(UTC) - timedelta(seconds=keep_s), collection=WEBHOOK_TIMERS
+            )
+            await asyncio.sleep(every_s)

@@ -2,12 +2,15 @@
 signed POST, at least once, with retries, dead letters and replay from a point in time.
 
 Flow: a consumer (own group) on the public topics calls `on_public_event`; for each matching
-subscription one delivery record is inserted under its deterministic id and a durable timer
-is armed for now. The timer runs `deliver`: one signed POST; on a transient failure it raises
-and the scheduler retries with exponential backoff (surviving restarts); after the last
-attempt, or at once on a 4xx, the delivery is dead-lettered. A replay scans the public topics
-from `since` (broker time index) up to where they ended when it was asked for, and enqueues
-the subscription's matching events again, each as a new delivery marked with the replay id.
+subscription one delivery record is inserted under its deterministic id, a durable timer is
+armed a little later as a safety net, and the first attempt starts at once in this process.
+Delivered (or refused for good) -> the safety net is dropped. A transient failure moves the
+timer to the backoff; from then on the timer runs `deliver` and the scheduler retries with
+exponential backoff (surviving restarts). After the last attempt, or at once on a 4xx, the
+delivery is dead-lettered. A crash before the first attempt ends leaves the safety net, which
+fires. A replay scans the public topics from `since` (broker time index) up to where they
+ended when it was asked for, and enqueues the subscription's matching events again, each as a
+new delivery marked with the replay id.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import AliasChoices, Field, model_validator
@@ -119,6 +122,14 @@ class Timers(Protocol):
         the delivery was just inserted, so no timer can exist yet."""
         ...
 
+    async def retry_at(self, key: str, due_at: datetime) -> None:
+        """Move the pending timer `key` to `due_at` (the first retry)."""
+        ...
+
+    async def drop(self, key: str) -> None:
+        """Remove the pending timer `key`: its delivery is final."""
+        ...
+
 
 History = Callable[[datetime, Offsets], AsyncIterator[Any]]  # Kafka records since, up to
 
@@ -131,6 +142,9 @@ class RetryLater(Exception):
     """A transient failure: the timer is retried with backoff."""
 
 
+Outcome = str  # "delivered" | "dead_lettered" | "cancelled" | "retry" | "done"
+
+
 class AgencyFeed:
     def __init__(
         self,
@@ -141,6 +155,9 @@ class AgencyFeed:
         ends: Callable[[], Awaitable[Offsets]],
         max_attempts: int,
         clock: Callable[[], datetime] = utcnow,
+        backoff_s: float = 2.0,
+        safety_net_s: float = 60.0,
+        concurrency: int = 32,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -149,7 +166,11 @@ class AgencyFeed:
         self._ends = ends
         self._max = max_attempts
         self._clock = clock
+        self._backoff = timedelta(seconds=backoff_s)
+        self._safety_net = timedelta(seconds=safety_net_s)
+        self._gate = asyncio.Semaphore(concurrency)
         self._replays: set[asyncio.Task[None]] = set()
+        self._first: set[asyncio.Task[None]] = set()
 
     # -- live events --
 
@@ -191,24 +212,52 @@ class AgencyFeed:
                 "updated_at": now,
             }
         )
-        # also when the record existed: a crash may have come between the two writes
-        await self._timers.arm(did, now, new=created)
+        if created:
+            await self._timers.arm(did, now + self._safety_net, new=True)
+            task = asyncio.create_task(self._first_attempt(did))
+            self._first.add(task)
+            task.add_done_callback(self._first.discard)
+        else:  # a redelivered event: a crash may have come between the two writes
+            await self._timers.arm(did, now, new=False)
 
-    # -- sending (the timer handler) --
+    async def _first_attempt(self, did: str) -> None:
+        try:
+            async with self._gate:
+                outcome = await self._attempt(did)
+            if outcome == "retry":
+                await self._timers.retry_at(did, self._clock() + self._backoff)
+            else:
+                await self._timers.drop(did)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the safety-net timer takes over
+            log.warning("first attempt of %s failed to run; the timer retries", did, exc_info=True)
+
+    async def drain(self) -> None:
+        """Wait for the first attempts under way (tests, shutdown)."""
+        while self._first:
+            await asyncio.gather(*self._first, return_exceptions=True)
+
+    # -- sending --
 
     async def deliver(self, timer: Timer) -> None:
-        did = timer.key
+        """The timer handler: one attempt; a transient failure raises for the backoff."""
+        outcome = await self._attempt(timer.key)
+        if outcome == "retry":
+            raise RetryLater(timer.key)
+
+    async def _attempt(self, did: str) -> Outcome:
         doc = await self._store.delivery(did)
         if doc is None or doc["status"] != "pending":
-            return
+            return "done"
         now = self._clock()
         sub = await self._store.get(doc["subscription_id"])
         if sub is None:
             await self._store.update_pending(
                 did, {"status": "cancelled", "updated_at": now, "last_error": "unsubscribed"}
             )
-            return
-        attempt = timer.attempts
+            return "cancelled"
+        attempt = int(doc.get("attempts", 0)) + 1
         extra = {REPLAY_HEADER: doc["replay_id"]} if doc.get("replay_id") else {}
         try:
             code, at = await self._sender.post(
@@ -220,17 +269,15 @@ class AgencyFeed:
                 extra,
             )
         except SendRejected as exc:
-            await self._dead_letter(did, attempt, f"rejected: {exc}")
-            return
+            return await self._dead_letter(did, attempt, f"rejected: {exc}")
         except Exception as exc:  # SendUnavailable and anything unforeseen: retried
             error = str(exc) or type(exc).__name__
             if attempt >= self._max:
-                await self._dead_letter(did, attempt, f"gave up: {error}")
-                return
+                return await self._dead_letter(did, attempt, f"gave up: {error}")
             await self._store.update_pending(
                 did, {"attempts": attempt, "last_error": error, "updated_at": now}
             )
-            raise RetryLater(error) from None
+            return "retry"
         await self._store.update_pending(
             did,
             {
@@ -241,8 +288,9 @@ class AgencyFeed:
                 "updated_at": at,
             },
         )
+        return "delivered"
 
-    async def _dead_letter(self, did: str, attempt: int, error: str) -> None:
+    async def _dead_letter(self, did: str, attempt: int, error: str) -> Outcome:
         log.warning("webhook delivery %s dead-lettered after %d attempts: %s", did, attempt, error)
         await self._store.update_pending(
             did,
@@ -253,6 +301,7 @@ class AgencyFeed:
                 "updated_at": self._clock(),
             },
         )
+        return "dead_lettered"
 
     # -- replay --
 
@@ -316,6 +365,7 @@ class AgencyFeed:
         log.info("replay %s enqueued %d deliveries", replay_id, matched)
 
     async def stop(self) -> None:
-        for task in list(self._replays):
+        tasks = [*self._replays, *self._first]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._replays, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -362,19 +362,23 @@ def install(runtime: ServiceRuntime, current: Current) -> AgencyFeeds:
         handler_timeout_s=settings.webhook_timeout_s * 3,
     )
     bootstrap = runtime.settings.kafka_bootstrap
+    timers = ScheduledDeliveries(scheduler, runtime.db, WEBHOOK_TIMER)
     feed = AgencyFeed(
         store,
         sender,
-        ScheduledDeliveries(scheduler, runtime.db, WEBHOOK_TIMER),
+        timers,
         history=lambda since, until: records_since(bootstrap, PUBLIC_TOPICS, since, until),
         ends=lambda: end_offsets_of(bootstrap, PUBLIC_TOPICS),
         max_attempts=settings.webhook_max_attempts,
+        backoff_s=settings.webhook_backoff_s,
+        concurrency=settings.webhook_concurrency,
     )
     scheduler.register(WEBHOOK_TIMER, feed.deliver)
     runtime.on_startup(store.ensure_indexes)
     runtime.on_startup(lambda: ensure_timer_indexes(runtime.db, WEBHOOK_TIMERS))
     runtime.on_startup(feed.resume_replays)
     runtime.in_background(scheduler.run)
+    runtime.in_background(timers.purge_loop)
     for spec in public_topics():  # a subscriber per topic: each runs its consumer workers
         runtime.consume(
             [spec.name],
