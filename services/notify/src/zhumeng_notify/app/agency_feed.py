@@ -194,36 +194,34 @@ class AgencyFeed:
     ) -> None:
         did = delivery_id(meta.id, sub.id, replay_id)
         now = self._clock()
-        created = await self._store.add_delivery(
-            {
-                "_id": did,
-                "subscription_id": sub.id,
-                "owner": sub.owner,
-                "event_id": meta.id,
-                "event_type": meta.type,
-                "event_time": meta.time,
-                "request_id": meta.subject,
-                "township_id": township,
-                "replay_id": replay_id,
-                "body": body,
-                "status": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        if created:
+        doc = {
+            "_id": did,
+            "subscription_id": sub.id,
+            "owner": sub.owner,
+            "event_id": meta.id,
+            "event_type": meta.type,
+            "event_time": meta.time,
+            "request_id": meta.subject,
+            "township_id": township,
+            "replay_id": replay_id,
+            "body": body,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if await self._store.add_delivery(doc):
             await self._timers.arm(did, now + self._safety_net, new=True)
-            task = asyncio.create_task(self._first_attempt(did))
+            task = asyncio.create_task(self._first_attempt(did, doc, sub))
             self._first.add(task)
             task.add_done_callback(self._first.discard)
         else:  # a redelivered event: a crash may have come between the two writes
             await self._timers.arm(did, now, new=False)
 
-    async def _first_attempt(self, did: str) -> None:
+    async def _first_attempt(self, did: str, doc: Doc, sub: Subscription) -> None:
         try:
             async with self._gate:
-                outcome = await self._attempt(did)
+                outcome = await self._attempt(did, (doc, sub))
             if outcome == "retry":
                 await self._timers.retry_at(did, self._clock() + self._backoff)
             else:
@@ -246,12 +244,17 @@ class AgencyFeed:
         if outcome == "retry":
             raise RetryLater(timer.key)
 
-    async def _attempt(self, did: str) -> Outcome:
-        doc = await self._store.delivery(did)
+    async def _attempt(
+        self, did: str, fresh: tuple[Doc, Subscription | None] | None = None
+    ) -> Outcome:
+        """One attempt. `fresh`: the delivery just inserted and its subscription (the first
+        attempt needs not read them again); otherwise both are read now."""
+        doc, sub = fresh if fresh is not None else (await self._store.delivery(did), None)
         if doc is None or doc["status"] != "pending":
             return "done"
         now = self._clock()
-        sub = await self._store.get(doc["subscription_id"])
+        if fresh is None:
+            sub = await self._store.get(doc["subscription_id"])
         if sub is None:
             await self._store.update_pending(
                 did, {"status": "cancelled", "updated_at": now, "last_error": "unsubscribed"}
