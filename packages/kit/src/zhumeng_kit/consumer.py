@@ -9,6 +9,7 @@ Handlers must be idempotent: a message may arrive again after a crash or rebalan
 
 # No `from __future__ import annotations`: FastStream inspects the handler's annotations.
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, cast
@@ -22,6 +23,7 @@ from zhumeng_contracts.topics import dlq_name
 
 from .metrics import EVENT_SECONDS, EVENTS
 from .mongo import Doc
+from .outbox import STRUCTURED_CONTENT_TYPE
 
 log = logging.getLogger("zhumeng.consumer")
 
@@ -39,6 +41,40 @@ class Record(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Any
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for k, v in headers or []:
+        if k.lower() == name:
+            return v.decode(errors="replace") if isinstance(v, bytes | bytearray) else str(v)
+    return None
+
+
+def is_structured_record(headers: Any) -> bool:
+    content_type = _header(headers, "content-type") or ""
+    return content_type.split(";")[0].strip() == STRUCTURED_CONTENT_TYPE
+
+
+def structured_envelope(value: bytes, traceparent: str | None = None) -> tuple[EventMeta, bytes]:
+    """The metadata and the `data` (as JSON bytes, not yet validated) of a structured-mode
+    CloudEvent (`content-type: application/cloudevents+json`, the public feeds)."""
+    try:
+        ce = json.loads(value)
+    except ValueError as exc:
+        raise EnvelopeError(f"structured CloudEvent is not JSON: {exc}") from exc
+    if not isinstance(ce, dict) or "data" not in ce:
+        raise EnvelopeError("structured CloudEvent must be a JSON object with data")
+    attrs = ("specversion", "id", "type", "source", "time", "subject")
+    headers = {f"ce_{a}": ce[a] for a in attrs if isinstance(ce.get(a), str)}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return EventMeta.from_headers(headers), json.dumps(ce["data"]).encode()
+
+
+def decode_structured(value: bytes, traceparent: str | None = None) -> tuple[EventMeta, Event]:
+    """Decode and validate a structured-mode CloudEvent (the inverse of `to_structured`)."""
+    meta, data = structured_envelope(value, traceparent)
+    return meta, decode(meta, data)
 
 
 class DeadLetters:
@@ -96,8 +132,12 @@ class EventRunner:
 
     async def _process(self, record: Record) -> tuple[str, str]:
         """Returns the event type (as far as known) and what became of the record."""
+        body = record.value or b""
         try:
-            meta = EventMeta.from_headers(record.headers or [])
+            if is_structured_record(record.headers):
+                meta, body = structured_envelope(body, _header(record.headers, "traceparent"))
+            else:
+                meta = EventMeta.from_headers(record.headers or [])
         except EnvelopeError as exc:
             await self._dlq.send(record, "bad-envelope", str(exc), 1)
             return "unknown", "dead_lettered"
@@ -105,7 +145,7 @@ class EventRunner:
         if handler is None:
             return meta.type, "ignored"  # another consumer's event type on a shared topic
         try:
-            event = decode(meta, record.value or b"")
+            event = decode(meta, body)
         except EnvelopeError as exc:
             await self._dlq.send(record, "invalid-payload", str(exc), 1)
             return meta.type, "dead_lettered"

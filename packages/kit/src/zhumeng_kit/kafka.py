@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
 
+from zhumeng_contracts.envelope import EventMeta
+from zhumeng_contracts.events import Event
 from zhumeng_contracts.topics import TOPICS
 
 from .metrics import OUTBOX_PUBLISHED
 from .mongo import Doc
-from .outbox import Publisher
+from .outbox import Publisher, wire_message
 
 log = logging.getLogger("zhumeng.kafka")
 TOPIC_ALREADY_EXISTS = 36
@@ -30,6 +33,61 @@ async def all_partitions(consumer: Any, topics: Iterable[str]) -> list[TopicPart
     return [
         TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())
     ]
+
+
+async def end_offsets_of(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The current end offset of every partition of these topics (where "now" ends)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        parts = await all_partitions(consumer, topics)
+        ends = await consumer.end_offsets(parts)
+        return {(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def records_since(
+    bootstrap: str,
+    topics: Iterable[str],
+    since: datetime,
+    until: Mapping[tuple[str, int], int] | None = None,
+) -> AsyncIterator[Any]:
+    """Every record of these topics with a timestamp from `since` on (the broker's time index:
+    `offsets_for_times`), up to the `until` end offsets (default: the ends right now), in
+    order within each partition. No consumer group: nothing is committed."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = await all_partitions(consumer, topics)
+        consumer.assign(parts)
+        if until is None:
+            until = {
+                (tp.topic, tp.partition): int(o)
+                for tp, o in (await consumer.end_offsets(parts)).items()
+            }
+        starts = await consumer.offsets_for_times(
+            {tp: int(since.timestamp() * 1000) for tp in parts}
+        )
+        todo: dict[TopicPartition, int] = {}
+        for tp in parts:
+            start, end = starts.get(tp), until.get((tp.topic, tp.partition), 0)
+            if start is not None and start.offset < end:
+                consumer.seek(tp, start.offset)
+                todo[tp] = end
+        while todo:
+            batches = await consumer.getmany(*todo, timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < todo.get(tp, 0):
+                        yield record
+            for tp in list(todo):
+                if await consumer.position(tp) >= todo[tp]:
+                    del todo[tp]
+    finally:
+        await consumer.stop()
 
 
 def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
@@ -62,6 +120,13 @@ class BrokerPublisher(Publisher):
         ]
         await asyncio.gather(*pending)
         self._published.inc(len(entries))
+
+
+async def publish_event(broker: KafkaBroker, meta: EventMeta, event: Event) -> None:
+    """Publish one event in its topic's wire format (binary or structured CloudEvents) and
+    wait for the broker's acknowledgement (idempotent producer, acks=all)."""
+    value, headers = wire_message(meta, event)
+    await broker.publish(value, topic=event.TOPIC, key=event.key().encode(), headers=headers)
 
 
 async def ensure_topics(bootstrap: str, partitions_override: int | None = None) -> list[str]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import socket
@@ -27,24 +29,55 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from zhumeng_contracts.envelope import EventMeta, encode
+from zhumeng_contracts.envelope import EventMeta, encode, to_structured
 from zhumeng_contracts.events import Event
+from zhumeng_contracts.topics import TOPICS_BY_NAME
 
 from .mongo import Doc
 
 log = logging.getLogger("zhumeng.outbox")
 
 
-def outbox_entry(event: Event, source: str, traceparent: str | None = None) -> Doc:
-    """The stored form of one pending event."""
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+
+
+def is_structured(topic: str) -> bool:
+    spec = TOPICS_BY_NAME.get(topic)
+    return spec is not None and spec.structured
+
+
+def wire_message(meta: EventMeta, event: Event) -> tuple[bytes, dict[str, str]]:
+    """The Kafka value and headers of an event on its topic.
+
+    Internal topics: CloudEvents binary mode (`ce_*` headers, the payload as the value).
+    Structured topics (the public feeds): the whole CloudEvent is the value, with
+    `content-type: application/cloudevents+json`, so it can go to an agency byte for byte.
+    The `ce_*` headers are kept as a copy for tooling that routes or counts by type without
+    parsing values (dead letters, metrics); the value is authoritative, and a CloudEvents
+    reader picks structured mode by the content type."""
+    headers = {k: v.decode() for k, v in meta.to_headers()}
+    if is_structured(event.TOPIC):
+        value = json.dumps(to_structured(meta, event), ensure_ascii=False).encode()
+        return value, {**headers, "content-type": STRUCTURED_CONTENT_TYPE}
+    return encode(event), headers
+
+
+def outbox_entry(
+    event: Event, source: str, traceparent: str | None = None, event_id: str | None = None
+) -> Doc:
+    """The stored form of one pending event. `event_id` fixes the CloudEvents id (an event
+    derived from another gets an id derived from that one, so a re-derivation repeats it)."""
     meta = EventMeta.new(event, source, traceparent)
+    if event_id is not None:
+        meta = dataclasses.replace(meta, id=event_id)
+    value, headers = wire_message(meta, event)
     return {
         "id": meta.id,
         "topic": event.TOPIC,
         "key": event.key(),
         # a mapping, not pairs: MongoDB-compatible servers may reject nested arrays
-        "headers": {k: v.decode() for k, v in meta.to_headers()},
-        "body": encode(event).decode(),
+        "headers": headers,
+        "body": value.decode(),
     }
 
 

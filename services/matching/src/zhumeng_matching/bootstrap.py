@@ -21,6 +21,7 @@ from zhumeng_contracts.events import (
     VolunteerRecord,
 )
 from zhumeng_kit.auth import principal_dependency
+from zhumeng_kit.kafka import publish_event
 from zhumeng_kit.runtime import ServiceRuntime, create_app
 from zhumeng_kit.settings import ServiceSettings
 from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
@@ -39,6 +40,8 @@ from .app.batch_runner import BATCH_TIMER, BatchRunner
 from .app.escalation import ESCALATION_TIMER, EscalationService, ladder_factory
 from .app.lifecycle_service import OFFER_TIMER, LifecycleService
 from .app.matcher import Matcher
+from .app.public_feed import GROUP as PUBLIC_FEED_GROUP
+from .app.public_feed import PublicAssignmentsFeed
 from .app.review import ReviewService
 from .app.team_claims import TeamClaims
 from .app.trips_service import TripsService
@@ -160,6 +163,11 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         {AssignmentCancelled: on_released, AssignmentCompleted: on_released},
         group="zhumeng-matching-capacity",
     )
+    # public.assignments.v1 for other agencies (ADR 0014): a projector in its own group
+    public_feed = PublicAssignmentsFeed(
+        decisions.get, lambda meta, event: publish_event(runtime.broker, meta, event)
+    )
+    runtime.consume(["matching.events.v1"], public_feed.handlers(), group=PUBLIC_FEED_GROUP)
     current = principal_dependency(settings)
     app = create_app(
         runtime,

@@ -38,7 +38,14 @@ from .app.ports import Channel
 from .app.reminders import register_reminders
 from .domain.backoff import RetryPolicy
 from .domain.quiet_hours import QuietHours
-from .entrypoints import coordinators_http, http, inbound_http, preferences_http, stream_http
+from .entrypoints import (
+    coordinators_http,
+    http,
+    inbound_http,
+    preferences_http,
+    stream_http,
+    subscriptions_http,
+)
 from .settings import NotifySettings
 
 CONSUMED = ["matching.events.v1", "requests.events.v1"]
@@ -101,6 +108,11 @@ def build(
 
     inapp_hub = InAppHub()
     configured = build_channels(settings, inapp_hub, clock)
+    # agency feeds: public topics -> signed webhooks, and the webhook channel (ADR 0014)
+    current = principal_dependency(settings)
+    feeds = subscriptions_http.install(runtime, current)
+    if feeds.channel is not None:
+        configured[feeds.channel.name] = feeds.channel
     configured.update(channels or {})
     policy = DeliveryPolicy(
         lease=timedelta(seconds=settings.delivery_lease_s),
@@ -136,7 +148,6 @@ def build(
     )
     _consume_in_batches(runtime, settings, replay.wrap(notify_handlers(use_case, reminders)))
 
-    current = principal_dependency(settings)
     routers = [
         http.router(deliveries, current, dispatcher.replay),
         preferences_http.router(preferences, current),
@@ -155,6 +166,7 @@ def build(
         routers.append(
             stream_http.router(inapp_hub, feed, current, heartbeat_s=heartbeat_s, poll_s=poll_s)
         )
+    routers.extend(feeds.routers)
     app = create_app(runtime, routers, title="Zhumeng notify")
     app.state.runtime = runtime
     app.state.use_case = use_case

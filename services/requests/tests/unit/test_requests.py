@@ -137,6 +137,9 @@ class FakeRepo:
         if self.before_update is not None:  # a concurrent change sneaks in
             before, self.before_update = self.before_update, None
             await before()
+        if self.before_write is not None and "applied" in update.get("$push", {}):
+            before, self.before_write = self.before_write, None  # an event applied with events
+            await before()
         doc = self.docs.get(request_id)
         if doc is None or not all(matches(doc.get(k), v) for k, v in guard.items()):
             return None
@@ -190,7 +193,11 @@ async def test_post_writes_contact_then_posted_event(svc: tuple[RequestService, 
     doc = posted.doc
     assert doc["status"] == "posted" and doc["township_id"] == "pl_longxun"
     types = [e["headers"]["ce_type"] for e in doc["outbox"]]
-    assert types == ["zhumeng.request.contact.v1", "zhumeng.request.posted.v1"]
+    assert types == [
+        "zhumeng.request.contact.v1",
+        "zhumeng.request.posted.v1",
+        "zhumeng.public.request.posted.v1",
+    ]
     posted_body = doc["outbox"][1]["body"]
     assert "13800001111" not in posted_body and "林阿姨" not in posted_body  # no PII
     assert doc["outbox"][1]["key"] == doc["_id"]

@@ -21,6 +21,7 @@ from zhumeng_kit.ids import new_id
 from zhumeng_kit.outbox import append_events, new_document, outbox_entry
 from zhumeng_kit.problems import Conflict, Forbidden, NotFound, Unprocessable
 
+from ..domain import public_feed
 from ..domain.lifecycle import LifecycleEvent, RequestState, transition
 from ..domain.model import NewRequest, RatingIn, Status, can_cancel, cancellable_statuses
 from .ports import Catalog, Doc, Page, RequestRepository
@@ -85,6 +86,7 @@ class RequestService:
             seats=body.seats,
             cargo_kg=body.cargo_kg,
         )
+        posted_entry = outbox_entry(posted, SOURCE)
         doc = new_document(
             {
                 "_id": request_id,
@@ -106,7 +108,7 @@ class RequestService:
                 "applied": [],
             },
             # contact first: by the time matching reacts to the request, notify can reach them
-            [outbox_entry(contact, SOURCE), outbox_entry(posted, SOURCE)],
+            [outbox_entry(contact, SOURCE), posted_entry, _public_posted(posted, posted_entry)],
         )
         if not await self._repo.insert(doc):
             raced = await self._repo.by_idempotency_key(scoped_key)
@@ -188,15 +190,14 @@ class RequestService:
             "requester" if who.subject == doc["requester_id"] else "coordinator"
         )
         event = RequestCancelled(request_id=request_id, by=by, cancelled_at=now)
+        fields = {
+            "status": Status.CANCELLED.value,
+            "cancelled": {"by": by, "by_id": who.subject, "at": now},
+            "updated_at": now,
+        }
+        entry = outbox_entry(event, SOURCE)
         update = append_events(
-            {
-                "$set": {
-                    "status": Status.CANCELLED.value,
-                    "cancelled": {"by": by, "by_id": who.subject, "at": now},
-                    "updated_at": now,
-                }
-            },
-            [outbox_entry(event, SOURCE)],
+            {"$set": fields}, [*_public_status(doc, fields, entry["id"], now), entry]
         )
         guard = {"status": {"$in": cancellable_statuses()}}
         after = await self._repo.update_if(request_id, guard, update)
@@ -217,15 +218,14 @@ class RequestService:
         if doc["status"] != Status.COMPLETED:
             raise _cannot_rate(doc)
         event = RequestRated(request_id=request_id, stars=rating.stars, rated_at=now)
+        fields = {
+            "status": Status.RATED.value,
+            "rating": {"stars": rating.stars, "comment": rating.comment, "rated_at": now},
+            "updated_at": now,
+        }
+        entry = outbox_entry(event, SOURCE)
         update = append_events(
-            {
-                "$set": {
-                    "status": Status.RATED.value,
-                    "rating": {"stars": rating.stars, "comment": rating.comment, "rated_at": now},
-                    "updated_at": now,
-                }
-            },
-            [outbox_entry(event, SOURCE)],
+            {"$set": fields}, [*_public_status(doc, fields, entry["id"], now), entry]
         )
         guard = {"status": Status.COMPLETED.value, "requester_id": who.subject}
         after = await self._repo.update_if(request_id, guard, update)
@@ -263,7 +263,7 @@ class RequestService:
             fields = None
             if change is not None:
                 fields = {**change.to_set(), "updated_at": now or datetime.now(UTC)}
-            if await self._repo.apply_event(event.request_id, event_id, doc["_v"], fields):
+            if await self._apply(doc, event_id, fields):
                 if change is None:
                     log.info(
                         "%s %s ignored: request %s is %s",
@@ -275,6 +275,35 @@ class RequestService:
                 return change is not None
         # the request kept changing under us: let the consumer retry with backoff
         raise RuntimeError(f"request {event.request_id} changed {MAX_RACES} times; retry")
+
+    async def _apply(self, doc: Doc, event_id: str, fields: Doc | None) -> bool:
+        """Record a consumed event (and its change). A status change also carries its public
+        event, in the same single-document update (outbox)."""
+        public = _public_status(doc, fields, event_id, fields["updated_at"]) if fields else []
+        if not public:
+            return await self._repo.apply_event(doc["_id"], event_id, doc["_v"], fields)
+        # the compare-and-set on `_v` also guards `applied`: read above without this event
+        applied = {"applied": {"$each": [event_id]}}
+        update = append_events({"$set": fields, "$push": applied}, public)
+        if await self._repo.update_if(doc["_id"], {"_v": doc["_v"]}, update) is None:
+            return False
+        self._on_events()
+        return True
+
+
+def _public_posted(posted: RequestPosted, posted_entry: Doc) -> Doc:
+    event_id = public_feed.public_id(posted_entry["id"], "posted")
+    return outbox_entry(public_feed.posted(posted), SOURCE, event_id=event_id)
+
+
+def _public_status(doc: Doc, fields: Doc, source_event_id: str, at: datetime) -> list[Doc]:
+    """`PublicRequestStatusChanged` when `fields` change the status of `doc` (else nothing);
+    its id derives from the event that caused the change."""
+    event = public_feed.status_changed(doc, fields, at)
+    if event is None:
+        return []
+    event_id = public_feed.public_id(source_event_id, "status")
+    return [outbox_entry(event, SOURCE, event_id=event_id)]
 
 
 def _cannot_cancel(doc: Doc) -> Conflict:
