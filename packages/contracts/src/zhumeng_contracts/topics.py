@@ -125,7 +125,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         partitions=6,
         compacted=False,
         producers=("requests",),
-        consumers=("matching",),
+        consumers=("matching", "notify"),
         events=(RequestPosted, RequestCancelled, RequestRated),
         description="the Request aggregate's events",
     ),
@@ -146,7 +146,8 @@ TOPICS: tuple[TopicSpec, ...] = (
         partitions=6,
         compacted=False,
         producers=("matching",),
-        consumers=("requests", "notify"),
+        # matching reads its own events too: capacity, volunteer stats, the public feed
+        consumers=("requests", "notify", "matching"),
         events=(
             VolunteerAssigned,
             RequestUnmatched,
