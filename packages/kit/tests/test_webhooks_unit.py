@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +113,25 @@ def test_seen_ids_forget_after_twice_the_tolerance_and_stay_bounded() -> None:
 def test_generated_secrets_are_random_and_prefixed() -> None:
     a, b = generate_secret(), generate_secret()
     assert a != b and a.startswith("whsec_") and len(base64.b64decode(a[6:])) == 32
+
+
+def _readme_verifier() -> Any:
+    """The receiver snippet the README gives agencies, executed as they would copy it."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    after = readme.split("Verify a delivery in Python", 1)[1]
+    code = after.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(code, scope)
+    return scope["valid"]
+
+
+@pytest.mark.parametrize("secret", [generate_secret(), "an agency's own secret, 24+ chars"])
+def test_the_readme_receiver_snippet_accepts_ours_and_refuses_tampering(secret: str) -> None:
+    valid = _readme_verifier()
+    body = b'{"specversion": "1.0", "id": "evt_1"}'
+    headers = signed_headers("evt_1", body, secret)
+    assert valid(headers, body, secret)
+    assert not valid(headers, body + b" ", secret)
+    assert not valid(headers, body, generate_secret())  # another agency's secret
+    stale = signed_headers("evt_1", body, secret, timestamp=int(time.time()) - 3600)
+    assert not valid(stale, body, secret)
