@@ -33,6 +33,7 @@ from zhumeng_notify.adapters.handlers import matching_handlers, notify_handlers
 from zhumeng_notify.app.notify import ContactMissing, NotifyOnEvent
 from zhumeng_notify.app.reminders import REMINDER, register_reminders, reminder_due
 from zhumeng_notify.domain.model import Recipient
+from zhumeng_notify.domain.preferences import Preferences
 from zhumeng_notify.domain.recipients import (
     Coordinator,
     escalation_audience,
@@ -43,6 +44,7 @@ from zhumeng_notify.fakes import (
     Clock,
     FakeChannel,
     FakeDirectory,
+    FakePreferences,
     FakeRepo,
     FakeTimers,
     notify_on_fakes,
@@ -81,10 +83,12 @@ class Notify:
     clock: Clock
 
 
-def build(directory: FakeDirectory | None = None) -> Notify:
+def build(
+    directory: FakeDirectory | None = None, preferences: FakePreferences | None = None
+) -> Notify:
     directory, outbox, clock = directory or people(), FakeChannel("email"), Clock(T0)
     channels = {"log": FakeChannel("log"), "email": outbox}
-    use_case, repo, timers = notify_on_fakes(channels, directory, clock)
+    use_case, repo, timers = notify_on_fakes(channels, directory, clock, preferences=preferences)
     return Notify(use_case, outbox, repo, directory, timers, clock)
 
 
@@ -230,6 +234,17 @@ async def test_a_township_without_coordinators_falls_back_to_the_county_centre()
     assert [m.recipient.id for m in outbox.sent] == ["coord_cty"]
     assert outbox.sent[0].locale == "en" and "review needed" in outbox.sent[0].rendered.subject
     assert directory.asked == ["pl_gaide", None]
+
+
+async def test_a_coordinators_chosen_locale_reaches_the_template() -> None:
+    prefs = FakePreferences()
+    prefs.people["coord_lx"] = Preferences(locale="en")
+    n = build(preferences=prefs)
+    event = review()
+    await n.use_case.review_required(meta(event), event)
+    [message] = n.outbox.sent
+    assert message.recipient.id == "coord_lx" and message.locale == "en"
+    assert "review needed" in message.rendered.subject
 
 
 async def test_no_coordinator_anywhere_tells_nobody_and_does_not_fail() -> None:
