@@ -2,9 +2,9 @@
 invitations, coordinators (their admin API, review and escalation), and reminders on the
 durable timers with two schedulers on one database.
 
-notify runs in this process, composed as `bootstrap.build` plus the wiring ADR 0012 asks of
-it (`compose` below: the coordinator store and API, both topics, reminders on a scheduler);
-its Kafka and document server are this module's own (`infra_fixture`).
+notify runs in this process, composed by `bootstrap.build` (the coordinator store and API,
+both topics, reminders on its scheduler), with a second replica's scheduler for the reminders
+on the same database; its Kafka and document server are this module's own (`infra_fixture`).
 """
 
 from __future__ import annotations
@@ -35,24 +35,17 @@ from zhumeng_contracts.events import (
     VolunteerAssigned,
 )
 from zhumeng_devstack.testing import Infra, bearer, eventually, infra_fixture, publish
-from zhumeng_kit.auth import principal_dependency
 from zhumeng_kit.mongo import Doc
-from zhumeng_kit.runtime import ServiceRuntime, create_app
-from zhumeng_kit.timers import Scheduler, ensure_timer_indexes, get_timer
-from zhumeng_kit.views import View
-from zhumeng_notify.adapters.channels import LogChannel
+from zhumeng_kit.runtime import ServiceRuntime
+from zhumeng_kit.timers import Scheduler, get_timer
 from zhumeng_notify.adapters.coordinator_store import (
-    COORDINATORS,
     DEMO_COORDINATORS,
     MongoCoordinatorStore,
     seed_demo_coordinators,
 )
-from zhumeng_notify.adapters.directory import ViewDirectory
-from zhumeng_notify.adapters.handlers import notify_handlers
-from zhumeng_notify.adapters.mongo import COLLECTION, MongoDeliveryRepository
-from zhumeng_notify.app.notify import NotifyOnEvent
+from zhumeng_notify.adapters.mongo import COLLECTION
 from zhumeng_notify.app.reminders import REMINDER, register_reminders
-from zhumeng_notify.entrypoints import coordinators_http, http
+from zhumeng_notify.bootstrap import build
 from zhumeng_notify.settings import NotifySettings
 
 pytestmark = pytest.mark.integration
@@ -65,52 +58,21 @@ infra = infra_fixture("notify-audience")
 class Notify:
     app: FastAPI
     db: AsyncDatabase[Doc]
-    schedulers: list[Scheduler]
+    replica: Scheduler  # another replica's scheduler, running reminders only
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://t")
 
 
 def compose(settings: NotifySettings) -> Notify:
-    """`bootstrap.build` with the ADR 0012 wiring (see the report for the patch)."""
-    runtime = ServiceRuntime("notify", settings)
-    contacts: View[ContactRecord] = View(ContactRecord)
-    requesters: View[RequesterContact] = View(RequesterContact)
-    service_types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
-    runtime.views(
-        {
-            ContactRecord.TOPIC: contacts,
-            RequesterContact.TOPIC: requesters,
-            ServiceTypeRecord.TOPIC: service_types,
-        }
-    )
-    relay = runtime.outbox_relay([COLLECTION])
-    deliveries = MongoDeliveryRepository(runtime.db[COLLECTION], on_events=relay.wake)
-    runtime.on_startup(deliveries.ensure_indexes)
-    coordinators = MongoCoordinatorStore(runtime.db[COORDINATORS])
-    runtime.on_startup(coordinators.ensure_indexes)
-    use_case = NotifyOnEvent(
-        deliveries,
-        {"log": LogChannel()},
-        ViewDirectory(contacts, requesters, service_types, coordinators),
-    )
-    # two schedulers on one database: the reminder timers' leases let one of them run each
-    schedulers = [Scheduler(runtime.db, poll_interval_s=0.2) for _ in range(2)]
-    reminders = register_reminders(schedulers[0], use_case, lead=LEAD)
-    schedulers[1].register(REMINDER, reminders.fire)
-    runtime.on_startup(lambda: ensure_timer_indexes(runtime.db))
-    for scheduler in schedulers:
-        runtime.in_background(scheduler.run)
-    runtime.consume(
-        ["matching.events.v1", "requests.events.v1"], notify_handlers(use_case, reminders)
-    )
-    current = principal_dependency(settings)
-    app = create_app(
-        runtime,
-        [http.router(deliveries, current), coordinators_http.router(coordinators, current)],
-        title="Zhumeng notify",
-    )
-    return Notify(app, runtime.db, schedulers)
+    """`bootstrap.build`, plus a second scheduler on its database with the reminders
+    registered (as another replica would have): the timers' leases let one of them run each."""
+    app = build(settings)
+    runtime: ServiceRuntime = app.state.runtime
+    replica = Scheduler(runtime.db, poll_interval_s=settings.notify_timer_poll_s)
+    register_reminders(replica, app.state.use_case, lead=LEAD)
+    runtime.in_background(replica.run)
+    return Notify(app, runtime.db, replica)
 
 
 VOLUNTEERS = [
@@ -155,6 +117,10 @@ async def notify(infra: Infra) -> AsyncIterator[Notify]:
         mongo_uri=infra.mongo.uri,
         mongo_db_prefix=f"au{secrets.token_hex(4)}",
         relay_poll_ms=100,
+        notify_timer_poll_s=0.2,
+        reminder_lead_min=int(LEAD.total_seconds() // 60),
+        seed_demo_coordinators=False,  # the county centre is this module's own coordinator
+        inapp_enabled=False,  # the log channel for all: it stores a (masked) address
     )
     service = compose(settings)
     async with service.app.router.lifespan_context(service.app):
@@ -372,6 +338,6 @@ async def test_a_reminder_fires_once_and_not_after_a_cancellation(
     assert "服务提醒" in to_requester["subject"] and "246810" not in to_requester["body"]
     assert await deliveries_of(notify, f"{REMINDER}:asg_au_b") == []
     assert await timer_state(notify, "asg_au_b") == "cancelled"
-    assert sum(s.fired for s in notify.schedulers) == 1
     doc: Any = await get_timer(notify.db, REMINDER, "asg_au_a")
-    assert doc["attempts"] == 1
+    assert doc["attempts"] == 1  # leased once: by one of the two schedulers, run once
+    assert notify.replica.fired == (1 if doc["owner"] == notify.replica.owner else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,27 +14,40 @@ from zhumeng_contracts.events import (
     AssignmentCompleted,
     CheckedIn,
     ClaimOpened,
+    ContactRecord,
     Event,
-    NotificationDelivered,
     OfferExpired,
     OfferMade,
+    RequesterContact,
     RequestEscalated,
     RequestPosted,
     RequestReviewed,
     ReviewRequired,
+    ServiceTypeRecord,
     VolunteerAssigned,
 )
-from zhumeng_kit.mongo import Doc
-from zhumeng_kit.timers import ScheduleResult, Timer, TimerHandler, TimerState
+from zhumeng_kit.timers import Timer
+from zhumeng_kit.views import View
+from zhumeng_notify.adapters.directory import ViewDirectory
 from zhumeng_notify.adapters.handlers import matching_handlers, notify_handlers
 from zhumeng_notify.app.notify import ContactMissing, NotifyOnEvent
 from zhumeng_notify.app.reminders import REMINDER, register_reminders, reminder_due
-from zhumeng_notify.domain.model import Claim, Delivery, Final, Locale, Message, Receipt, Recipient
+from zhumeng_notify.domain.model import Recipient
+from zhumeng_notify.domain.preferences import Preferences
 from zhumeng_notify.domain.recipients import (
     Coordinator,
     escalation_audience,
     in_quiet_hours,
     offer_is_urgent,
+)
+from zhumeng_notify.fakes import (
+    Clock,
+    FakeChannel,
+    FakeDirectory,
+    FakePreferences,
+    FakeRepo,
+    FakeTimers,
+    notify_on_fakes,
 )
 
 pytestmark = pytest.mark.unit
@@ -49,117 +63,40 @@ COORDS = [
     Coordinator("coord_lx", "郑丽华", "pl_longxun", email="lx@example.org"),
     Coordinator("coord_cty", "Grace Wu", None, "en", email="county@example.org"),
 ]
+SERVICES = {"st_hear": {"zh-CN": "听力筛查", "en": "Hearing test"}}
 
 
-class Repo:
-    """Deliveries by id: a second claim of a finished one is "done"."""
-
-    def __init__(self) -> None:
-        self.status: dict[str, str] = {}
-        self.events: list[NotificationDelivered] = []
-
-    async def claim(self, delivery: Delivery, now: datetime, lease: timedelta) -> Claim:
-        if delivery.id in self.status:
-            return Claim("done", 1, "sent")
-        self.status[delivery.id] = "pending"
-        return Claim("send", 1, "pending", now + lease)
-
-    async def complete(
-        self,
-        delivery_id: str,
-        attempt: int,
-        status: Final,
-        now: datetime,
-        receipt: Receipt | None,
-        error: str | None,
-        event: NotificationDelivered,
-    ) -> bool:
-        self.status[delivery_id] = status
-        self.events.append(event)
-        return True
-
-    async def release(self, delivery_id: str, attempt: int, now: datetime, error: str) -> None:
-        self.status.pop(delivery_id, None)
+def people(coordinators: list[Coordinator] | None = None) -> FakeDirectory:
+    """The requester of req_1, three volunteers, the coordinators (default: Longxun's and
+    the county centre's)."""
+    coords = COORDS if coordinators is None else coordinators
+    return FakeDirectory({"req_1": REQUESTER}, VOL, coords, SERVICES)
 
 
-class Outbox:
-    name = "email"
-
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    async def send(self, message: Message) -> Receipt:
-        self.sent.append(message)
-        return Receipt("email", str(len(self.sent)), T0)
-
-    def to(self, recipient_id: str) -> list[Message]:
-        return [m for m in self.sent if m.recipient.id == recipient_id]
+@dataclass
+class Notify:
+    use_case: NotifyOnEvent
+    outbox: FakeChannel  # the email channel: everybody here has an address
+    repo: FakeRepo
+    directory: FakeDirectory
+    timers: FakeTimers
+    clock: Clock
 
 
-class Directory:
-    def __init__(self, coordinators: list[Coordinator] | None = None) -> None:
-        self.requesters = {"req_1": REQUESTER}
-        self.volunteers = dict(VOL)
-        self.coords = COORDS if coordinators is None else coordinators
-        self.asked: list[str | None] = []
-
-    def requester(self, request_id: str) -> Recipient | None:
-        return self.requesters.get(request_id)
-
-    def volunteer(self, volunteer_id: str) -> Recipient | None:
-        return self.volunteers.get(volunteer_id)
-
-    def service_name(self, service_type_id: str, locale: Locale) -> str | None:
-        return {"zh-CN": "听力筛查", "en": "Hearing test"}[locale]
-
-    async def coordinators(self, township_id: str | None) -> list[Recipient]:
-        self.asked.append(township_id)
-        return [c.recipient() for c in self.coords if c.township_id == township_id]
+def build(
+    directory: FakeDirectory | None = None, preferences: FakePreferences | None = None
+) -> Notify:
+    directory, outbox, clock = directory or people(), FakeChannel("email"), Clock(T0)
+    channels = {"log": FakeChannel("log"), "email": outbox}
+    use_case, repo, timers = notify_on_fakes(channels, directory, clock, preferences=preferences)
+    return Notify(use_case, outbox, repo, directory, timers, clock)
 
 
-class Timers:
-    def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
-        self.handlers: dict[str, TimerHandler] = {}
-
-    def register(self, kind: str, handler: TimerHandler) -> None:
-        self.handlers[kind] = handler
-
-    async def schedule(
-        self, kind: str, key: str, due_at: datetime, payload: Doc | None = None
-    ) -> ScheduleResult:
-        doc = self.docs.setdefault(f"{kind}:{key}", {"state": "pending", "key": key})
-        if doc["state"] != "pending":
-            state: ScheduleResult = doc["state"]
-            return state
-        doc.update(due_at=due_at, payload=payload or {})
-        return "scheduled"
-
-    async def cancel(self, kind: str, key: str) -> TimerState | None:
-        doc = self.docs.get(f"{kind}:{key}")
-        if doc is None:
-            return None
-        before: TimerState = doc["state"]
-        if before in ("pending", "leased"):
-            doc["state"] = "cancelled"
-        return before
-
-    async def fire_due(self, now: datetime) -> int:
-        fired = 0
-        for tid, doc in self.docs.items():
-            if doc["state"] == "pending" and doc["due_at"] <= now:
-                kind = tid.split(":", 1)[0]
-                timer = Timer(tid, kind, doc["key"], doc["due_at"], doc["payload"])
-                await self.handlers[kind](timer)
-                doc["state"] = "fired"
-                fired += 1
-        return fired
-
-
-def make(directory: Directory | None = None) -> tuple[NotifyOnEvent, Outbox, Repo, Directory]:
-    repo, outbox, directory = Repo(), Outbox(), directory or Directory()
-    use_case = NotifyOnEvent(repo, {"log": Outbox(), "email": outbox}, directory, clock=lambda: T0)
-    return use_case, outbox, repo, directory
+def make(
+    directory: FakeDirectory | None = None,
+) -> tuple[NotifyOnEvent, FakeChannel, FakeRepo, FakeDirectory]:
+    n = build(directory)
+    return n.use_case, n.outbox, n.repo, n.directory
 
 
 def meta(event: Event) -> EventMeta:
@@ -259,7 +196,7 @@ async def test_an_escalation_tells_the_requester_and_the_rungs_coordinators(
 async def test_an_escalation_without_the_requesters_contact_tells_coordinators_then_retries() -> (
     None
 ):
-    directory = Directory()
+    directory = people()
     directory.requesters = {}
     use_case, outbox, _, _ = make(directory)
     event = escalated("township_liaison")
@@ -299,29 +236,38 @@ async def test_a_township_without_coordinators_falls_back_to_the_county_centre()
     assert directory.asked == ["pl_gaide", None]
 
 
+async def test_a_coordinators_chosen_locale_reaches_the_template() -> None:
+    prefs = FakePreferences()
+    prefs.people["coord_lx"] = Preferences(locale="en")
+    n = build(preferences=prefs)
+    event = review()
+    await n.use_case.review_required(meta(event), event)
+    [message] = n.outbox.sent
+    assert message.recipient.id == "coord_lx" and message.locale == "en"
+    assert "review needed" in message.rendered.subject
+
+
 async def test_no_coordinator_anywhere_tells_nobody_and_does_not_fail() -> None:
-    use_case, outbox, _, _ = make(Directory(coordinators=[]))
+    use_case, outbox, _, _ = make(people(coordinators=[]))
     event = review()
     assert await use_case.review_required(meta(event), event) == []
     assert outbox.sent == []
 
 
-class PlainDirectory:
-    """A directory of the views only (no coordinator store)."""
-
-    def requester(self, request_id: str) -> Recipient | None:
-        return REQUESTER
-
-    def volunteer(self, volunteer_id: str) -> Recipient | None:
-        return None
-
-    def service_name(self, service_type_id: str, locale: Locale) -> str | None:
-        return None
+def views_only() -> ViewDirectory:
+    """The directory of the views only (no coordinator store), knowing the requester."""
+    requesters = View(RequesterContact)
+    contact = RequesterContact(
+        request_id="req_1", requester_id="res_1", name="王秀英", email="xy@example.org"
+    )
+    requesters.apply("req_1", contact)
+    return ViewDirectory(View(ContactRecord), requesters, View(ServiceTypeRecord))
 
 
 async def test_a_directory_without_coordinators_tells_only_the_requester() -> None:
-    outbox = Outbox()
-    use_case = NotifyOnEvent(Repo(), {"log": Outbox(), "email": outbox}, PlainDirectory())
+    outbox = FakeChannel("email")
+    channels = {"log": FakeChannel("log"), "email": outbox}
+    use_case, _, _ = notify_on_fakes(channels, views_only(), Clock(T0))
     event = review()
     assert await use_case.review_required(meta(event), event) == []
     later = escalated("county_centre")
@@ -410,7 +356,7 @@ async def test_a_claim_invitation_reaches_each_invited_volunteer_once() -> None:
 
 
 async def test_a_claim_invitation_waits_for_a_missing_contact_but_sends_the_others_once() -> None:
-    directory = Directory()
+    directory = people()
     del directory.volunteers["vol_3"]
     use_case, outbox, _, _ = make(directory)
     event = claim_opened(["vol_1", "vol_3"])
@@ -451,26 +397,29 @@ def test_reminder_due() -> None:
     assert reminder_due(start, timedelta(hours=6), T0) is None
 
 
-def with_reminders() -> tuple[dict[type[Event], Any], Timers, Outbox]:
-    use_case, outbox, _, _ = make()
-    timers = Timers()
-    reminders = register_reminders(timers, use_case, lead=timedelta(hours=2))
-    reminders._clock = lambda: T0
-    return notify_handlers(use_case, reminders), timers, outbox
+def with_reminders() -> tuple[dict[type[Event], Any], Notify]:
+    """The handlers with reminders on the use case's own timers, as `bootstrap.build`."""
+    n = build()
+    reminders = register_reminders(n.timers, n.use_case, lead=timedelta(hours=2))
+    reminders._clock = n.clock
+    return notify_handlers(n.use_case, reminders), n
 
 
 async def test_an_assignment_arms_a_reminder_that_fires_once_for_both_people() -> None:
-    handlers, timers, outbox = with_reminders()
+    handlers, n = with_reminders()
+    timers, outbox = n.timers, n.outbox
     event = assigned()
     m = meta(event)
     await handlers[VolunteerAssigned](m, event)
     await handlers[VolunteerAssigned](m, event)  # redelivered: one timer
-    assert list(timers.docs) == [f"{REMINDER}:asg_1"]
-    due = timers.docs[f"{REMINDER}:asg_1"]["due_at"]
+    assert list(timers.timers) == [f"{REMINDER}:asg_1"]
+    due = timers.timers[f"{REMINDER}:asg_1"]["due"]
     assert due == WINDOW["start"] - timedelta(hours=2)
     before = len(outbox.sent)
-    assert await timers.fire_due(due - timedelta(seconds=1)) == 0
-    assert await timers.fire_due(due) == 1
+    n.clock.now = due - timedelta(seconds=1)
+    assert await timers.fire_due() == 0
+    n.clock.now = due
+    assert await timers.fire_due() == 1
     reminders = outbox.sent[before:]
     assert sorted(x.recipient.id for x in reminders) == ["res_1", "vol_1"]
     [to_requester] = [x for x in reminders if x.recipient.id == "res_1"]
@@ -480,19 +429,20 @@ async def test_an_assignment_arms_a_reminder_that_fires_once_for_both_people() -
     assert to_volunteer.rendered.subject == "Zhumeng: reminder, Hearing test"
     assert "秀英" in to_volunteer.rendered.body and "王秀英" not in to_volunteer.rendered.body
     assert to_volunteer.cause.event_id == f"{REMINDER}:asg_1"
-    assert await timers.fire_due(due + timedelta(hours=1)) == 0
+    n.clock.now = due + timedelta(hours=1)
+    assert await timers.fire_due() == 0
 
 
 async def test_a_reminder_run_twice_sends_once() -> None:
-    handlers, timers, outbox = with_reminders()
+    handlers, n = with_reminders()
     event = assigned()
     await handlers[VolunteerAssigned](meta(event), event)
-    doc = timers.docs[f"{REMINDER}:asg_1"]
-    timer = Timer(f"{REMINDER}:asg_1", REMINDER, "asg_1", doc["due_at"], doc["payload"])
-    before = len(outbox.sent)
-    await timers.handlers[REMINDER](timer)
-    await timers.handlers[REMINDER](timer)  # a replica crashed after sending: run again
-    assert len(outbox.sent) == before + 2
+    doc = n.timers.timers[f"{REMINDER}:asg_1"]
+    timer = Timer(f"{REMINDER}:asg_1", REMINDER, "asg_1", doc["due"], doc["payload"])
+    before = len(n.outbox.sent)
+    await n.timers.handlers[REMINDER](timer)
+    await n.timers.handlers[REMINDER](timer)  # a replica crashed after sending: run again
+    assert len(n.outbox.sent) == before + 2
 
 
 @pytest.mark.parametrize(
@@ -522,22 +472,23 @@ async def test_a_reminder_run_twice_sends_once() -> None:
     ids=["cancelled", "completed", "checked-in"],
 )
 async def test_no_reminder_after_the_assignment_ended(ending: Event) -> None:
-    handlers, timers, outbox = with_reminders()
+    handlers, n = with_reminders()
     event = assigned()
     await handlers[VolunteerAssigned](meta(event), event)
     await handlers[type(ending)](meta(ending), ending)
     await handlers[VolunteerAssigned](meta(event), event)  # a late redelivery cannot re-arm it
-    sent = len(outbox.sent)
-    assert await timers.fire_due(T0 + timedelta(days=2)) == 0
-    assert len(outbox.sent) == sent
+    sent = len(n.outbox.sent)
+    n.clock.now = T0 + timedelta(days=2)
+    assert await n.timers.fire_due() == 0
+    assert len(n.outbox.sent) == sent
 
 
 async def test_no_reminder_when_the_appointment_is_too_close() -> None:
-    handlers, timers, _ = with_reminders()
+    handlers, n = with_reminders()
     soon = {"start": T0 + timedelta(hours=1), "end": T0 + timedelta(hours=2)}
     event = assigned(window=soon)
     await handlers[VolunteerAssigned](meta(event), event)
-    assert timers.docs == {}
+    assert n.timers.timers == {}
 
 
 async def test_the_handlers_cover_every_event_notify_acts_on() -> None:

@@ -5,7 +5,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
-from typing import Any
 
 import pytest
 
@@ -15,24 +14,20 @@ from zhumeng_contracts.events import (
     AssignmentCompleted,
     CheckedIn,
     Event,
-    NotificationDelivered,
     RequestCompleted,
     RequestUnfulfilled,
     RequestUnmatched,
     VolunteerAssigned,
 )
 from zhumeng_kit.consumer import PermanentError
-from zhumeng_kit.mongo import Doc
 from zhumeng_notify.adapters.channels import LogChannel, SmtpChannel
 from zhumeng_notify.adapters.handlers import matching_handlers
-from zhumeng_notify.app.delivery import REPLAY, DeliveryPolicy, Dispatcher, EventReplay
+from zhumeng_notify.app.delivery import REPLAY, DeliveryPolicy, EventReplay
 from zhumeng_notify.app.notify import ContactMissing, NotifyOnEvent
-from zhumeng_notify.app.ports import Completion, NewDelivery, SendRejected, SendUnavailable
+from zhumeng_notify.app.ports import SendUnavailable
 from zhumeng_notify.domain.backoff import RetryPolicy
 from zhumeng_notify.domain.model import (
-    FINAL,
     Cause,
-    Claim,
     Delivery,
     Locale,
     Message,
@@ -42,6 +37,15 @@ from zhumeng_notify.domain.model import (
     message_id,
 )
 from zhumeng_notify.domain.preferences import Preferences
+from zhumeng_notify.fakes import (
+    Clock,
+    FakeChannel,
+    FakeDirectory,
+    FakePreferences,
+    FakeRepo,
+    FakeTimers,
+    notify_on_fakes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -54,178 +58,18 @@ VOLUNTEER = Recipient(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+SERVICES: dict[str, dict[Locale, str]] = {"st_cut": {"zh-CN": "义剪", "en": "Free haircut"}}
 
 
-class FakeRepo:
-    """The DeliveryRepository port in memory, with the store's conditions."""
-
-    def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
-        self.events: list[NotificationDelivered] = []
-
-    async def claim_many(
-        self, items: list[NewDelivery], now: datetime, lease: timedelta
-    ) -> list[Claim]:
-        claims = []
-        for item in items:
-            d = item.delivery
-            doc = self.docs.get(d.id)
-            if doc is None:
-                deferred = item.due_at is not None
-                self.docs[d.id] = {
-                    "_id": d.id,
-                    "delivery": d,
-                    "recipient_id": d.recipient_id,
-                    "role": d.role,
-                    "channel": d.channel,
-                    "locale": d.locale,
-                    "subject": d.subject,
-                    "body": d.body,
-                    "short": d.short,
-                    "urgent": d.urgent,
-                    "cause_event_id": d.cause.event_id,
-                    "cause_event_type": d.cause.event_type,
-                    "request_id": d.cause.request_id,
-                    "status": "deferred" if deferred else "pending",
-                    "attempts": 0 if deferred else 1,
-                    "lease_until": item.due_at if deferred else now + lease,
-                    "log": [],
-                }
-                if item.deferred_event:
-                    self.events.append(item.deferred_event)
-                claims.append(
-                    Claim("deferred", 0, "deferred", item.due_at)
-                    if deferred
-                    else Claim("send", 1, "pending", now + lease)
-                )
-                continue
-            if doc["status"] == "pending" and doc["lease_until"] <= now:
-                doc["attempts"] += 1
-                doc["lease_until"] = now + lease
-                claims.append(Claim("send", doc["attempts"], "pending", now + lease))
-            elif doc["status"] in FINAL:
-                claims.append(Claim("done", doc["attempts"], doc["status"]))
-            else:
-                claims.append(Claim("busy", doc["attempts"], doc["status"], doc["lease_until"]))
-        return claims
-
-    async def complete_many(self, items: list[Completion]) -> int:
-        held = 0
-        for c in items:
-            doc = self.docs[c.delivery_id]
-            if doc["status"] != "pending" or doc["attempts"] != c.attempt:
-                continue
-            doc.update(status=c.status, error=c.error, receipt=c.receipt, lease_until=None)
-            doc["log"].append((c.attempt, c.status))
-            self.events.append(c.event)
-            held += 1
-        return held
-
-    async def retry_later(
-        self, delivery_id: str, attempt: int, now: datetime, retry_at: datetime, error: str
-    ) -> bool:
-        doc = self.docs[delivery_id]
-        if doc["status"] != "pending" or doc["attempts"] != attempt:
-            return False
-        doc.update(lease_until=retry_at, error=error)
-        doc["log"].append((attempt, "retry"))
-        return True
-
-    async def take(self, delivery_id: str, now: datetime, lease: timedelta) -> Doc | None:
-        doc = self.docs.get(delivery_id)
-        if doc is None or doc["status"] not in ("pending", "deferred"):
-            return None
-        if doc["lease_until"] > now:
-            return None
-        doc.update(status="pending", lease_until=now + lease)
-        doc["attempts"] += 1
-        return dict(doc)
-
-    async def replay(self, delivery_id: str, now: datetime, budget: int) -> Doc | None:
-        doc = self.docs.get(delivery_id)
-        if doc is None or doc["status"] != "dead_lettered":
-            return None
-        doc.update(status="pending", lease_until=now, last_attempt=doc["attempts"] + budget)
-        return dict(doc)
-
-    async def state(self, delivery_id: str) -> Doc | None:
-        return self.docs.get(delivery_id)
-
-
-class FakeTimers:
-    """Durable timers in memory: idempotent by (kind, key); fired by `fire_due`."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.timers: dict[str, dict[str, Any]] = {}
-        self.fired: list[str] = []
-
-    async def schedule(
-        self, kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None
-    ) -> str:
-        tid = f"{kind}:{key}"
-        if tid in self.timers and self.timers[tid]["state"] != "pending":
-            return str(self.timers[tid]["state"])
-        self.timers[tid] = {"kind": kind, "key": key, "due": due_at, "payload": payload or {}}
-        self.timers[tid]["state"] = "pending"
-        return "scheduled"
-
-    def pending(self) -> list[tuple[str, datetime]]:
-        return sorted((t["key"], t["due"]) for t in self.timers.values() if t["state"] == "pending")
-
-    async def fire_due(self, dispatcher: Dispatcher) -> int:
-        n = 0
-        for tid, t in list(self.timers.items()):
-            if t["state"] != "pending" or t["due"] > self.clock():
-                continue
-            t["state"] = "leased"
-            await dispatcher.on_timer(t["key"], t["payload"])
-            t["state"] = "fired"
-            self.fired.append(tid)
-            n += 1
-        return n
-
-
-class FakeChannel:
-    def __init__(self, name: str, fail_times: int = 0, reject: bool = False) -> None:
-        self.name = name
-        self.sent: list[Message] = []
-        self.fail_times = fail_times
-        self.reject = reject
-
-    async def send(self, message: Message) -> Receipt:
-        if self.reject:
-            raise SendRejected("invalid number")
-        if self.fail_times:
-            self.fail_times -= 1
-            raise ConnectionRefusedError(f"relay down while sending to {message.address}")
-        self.sent.append(message)
-        return Receipt(self.name, f"{self.name}:{len(self.sent)}", T0)
-
-
-class FakeDirectory:
-    def __init__(
-        self, requester: Recipient | None = REQUESTER, volunteer: Recipient | None = VOLUNTEER
-    ) -> None:
-        self.requesters = {"req_1": requester} if requester else {}
-        self.volunteers = {"vol_1": volunteer} if volunteer else {}
-
-    def requester(self, request_id: str) -> Recipient | None:
-        return self.requesters.get(request_id)
-
-    def volunteer(self, volunteer_id: str) -> Recipient | None:
-        return self.volunteers.get(volunteer_id)
-
-    def service_name(self, service_type_id: str, locale: Locale) -> str | None:
-        return (
-            {"zh-CN": "义剪", "en": "Free haircut"}[locale] if service_type_id == "st_cut" else None
-        )
+def people(
+    requester: Recipient | None = REQUESTER, volunteer: Recipient | None = VOLUNTEER
+) -> FakeDirectory:
+    """The requester of req_1 and the volunteer vol_1 (None: not in the views yet)."""
+    return FakeDirectory(
+        {"req_1": requester} if requester else {},
+        {"vol_1": volunteer} if volunteer else {},
+        services=SERVICES,
+    )
 
 
 ASSIGNED = VolunteerAssigned(
@@ -260,15 +104,13 @@ def make(
     directory: FakeDirectory | None = None,
     max_send_attempts: int = 3,
 ) -> tuple[NotifyOnEvent, FakeRepo, FakeChannel, FakeChannel, Clock]:
-    repo, clock = FakeRepo(), Clock()
+    clock = Clock(T0)
     log_ch, email_ch = FakeChannel("log"), email or FakeChannel("email")
-    use_case = NotifyOnEvent(
-        repo,
+    use_case, repo, _ = notify_on_fakes(
         {"log": log_ch, "email": email_ch},
-        directory or FakeDirectory(),
-        timers=FakeTimers(clock),
+        directory or people(),
+        clock,
         policy=policy(max_send_attempts),
-        clock=clock,
     )
     return use_case, repo, log_ch, email_ch, clock
 
@@ -321,9 +163,9 @@ async def test_a_pending_delivery_past_its_lease_is_sent_again() -> None:
     outcomes = await use_case.request_unmatched(meta, UNMATCHED)
     assert [o.result for o in outcomes] == ["busy"]
     assert timers.pending() == [(f"{did}#b1", T0 + timedelta(seconds=30))]
-    assert await timers.fire_due(use_case.dispatcher) == 0  # not yet
+    assert await timers.fire_due() == 0  # not yet
     clock.now = T0 + timedelta(seconds=31)
-    assert await timers.fire_due(use_case.dispatcher) == 1
+    assert await timers.fire_due() == 1
     assert len(email_ch.sent) == 1 and repo.docs[did]["attempts"] == 2
     assert repo.docs[did]["status"] == "sent"
 
@@ -340,12 +182,12 @@ async def test_a_failing_channel_retries_with_backoff_then_dead_letters() -> Non
     [(key, due)] = timers.pending()
     assert key == f"{did}#r1" and T0 + timedelta(seconds=1) <= due <= T0 + timedelta(seconds=2)
     clock.now = due
-    await timers.fire_due(use_case.dispatcher)
+    await timers.fire_due()
     [(key, due2)] = timers.pending()
     assert key == f"{did}#r2" and due2 - due <= timedelta(seconds=4)
     assert due2 - due >= timedelta(seconds=2)  # doubled, less at most half of it as jitter
     clock.now = due2
-    await timers.fire_due(use_case.dispatcher)
+    await timers.fire_due()
     doc = repo.docs[did]
     assert doc["status"] == "dead_lettered" and doc["attempts"] == 3
     assert doc["log"] == [(1, "retry"), (2, "retry"), (3, "dead_lettered")]
@@ -357,7 +199,7 @@ async def test_a_failing_channel_retries_with_backoff_then_dead_letters() -> Non
     assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["skipped"]
     email.fail_times = 0
     assert await use_case.dispatcher.replay(did) is not None
-    await timers.fire_due(use_case.dispatcher)
+    await timers.fire_due()
     assert repo.docs[did]["status"] == "sent" and len(email.sent) == 1
 
 
@@ -368,8 +210,8 @@ async def test_a_transient_failure_then_success_sends_exactly_once() -> None:
     meta = EventMeta.new(UNMATCHED, "zhumeng/matching")
     assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["retrying"]
     clock.now = T0 + timedelta(minutes=1)
-    await timers.fire_due(use_case.dispatcher)
-    await timers.fire_due(use_case.dispatcher)  # nothing left to do
+    await timers.fire_due()
+    await timers.fire_due()  # nothing left to do
     assert len(email.sent) == 1 and [e.status for e in repo.events] == ["sent"]
     assert repo.events[0].attempt == 2
 
@@ -393,7 +235,7 @@ async def test_send_unavailable_is_retried() -> None:
 
 
 async def test_missing_requester_contact_is_retried_and_the_volunteer_told_once() -> None:
-    directory = FakeDirectory(requester=None)
+    directory = people(requester=None)
     use_case, _, _, email_ch, _ = make(directory=directory)
     meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
     with pytest.raises(ContactMissing, match="requester of request req_1"):
@@ -407,7 +249,7 @@ async def test_missing_requester_contact_is_retried_and_the_volunteer_told_once(
 
 
 async def test_without_email_the_log_channel_is_used() -> None:
-    no_mail = FakeDirectory(requester=replace(REQUESTER, email=None))
+    no_mail = people(requester=replace(REQUESTER, email=None))
     use_case, _, log_ch, email_ch, _ = make(directory=no_mail)
     await use_case.request_unmatched(EventMeta.new(UNMATCHED, "m"), UNMATCHED)
     assert [m.channel for m in log_ch.sent] == ["log"] and not email_ch.sent
@@ -423,13 +265,11 @@ async def test_unknown_service_type_falls_back_to_its_id() -> None:
 
 async def test_no_personal_data_in_the_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    repo = FakeRepo()
     failing = FakeChannel("email", fail_times=1)
-    use_case = NotifyOnEvent(
-        repo,
+    use_case, _, _ = notify_on_fakes(
         {"log": LogChannel(), "email": failing},
-        FakeDirectory(volunteer=replace(VOLUNTEER, email=None)),
-        timers=FakeTimers(Clock()),
+        people(volunteer=replace(VOLUNTEER, email=None)),
+        Clock(T0),
         policy=policy(max_send_attempts=1),
     )
     meta = EventMeta.new(ASSIGNED, "zhumeng/matching")
@@ -518,7 +358,7 @@ async def test_the_checkin_code_goes_to_the_requester_only() -> None:
 
 
 async def test_the_checkin_code_stays_off_the_volunteer_on_the_log_channel_too() -> None:
-    both_en = FakeDirectory(requester=replace(REQUESTER, email=None, locale="en"))
+    both_en = people(requester=replace(REQUESTER, email=None, locale="en"))
     use_case, _, log_ch, email_ch, _ = make(directory=both_en)
     await use_case.volunteer_assigned(EventMeta.new(ASSIGNED_WITH_CODE, "m"), ASSIGNED_WITH_CODE)
     [to_requester] = log_ch.sent
@@ -595,7 +435,7 @@ async def test_a_volunteers_own_withdrawal_tells_nobody() -> None:
 
 
 async def test_checked_in_without_the_volunteer_contact_still_tells_the_requester() -> None:
-    use_case, _, _, email_ch, _ = make(directory=FakeDirectory(volunteer=None))
+    use_case, _, _, email_ch, _ = make(directory=people(volunteer=None))
     await use_case.checked_in(EventMeta.new(CHECKED_IN, "m"), CHECKED_IN)
     [message] = email_ch.sent
     assert message.rendered.subject == "【筑梦】您的志愿者已到达并签到"
@@ -614,7 +454,7 @@ async def test_checked_in_without_the_volunteer_contact_still_tells_the_requeste
 async def test_a_missing_contact_is_retried_then_sent_once(
     method: str, event: Event, who: str
 ) -> None:
-    directory = FakeDirectory(requester=None, volunteer=None)
+    directory = people(requester=None, volunteer=None)
     use_case, _, _, email_ch, _ = make(directory=directory)
     handle = getattr(use_case, method)
     meta = EventMeta.new(event, "m")
@@ -681,29 +521,14 @@ async def test_handlers_dispatch_every_lifecycle_event() -> None:
 # ---- quiet hours, preferences and waiting contacts -----------------------------------------
 
 
-class FakePreferences:
-    def __init__(self) -> None:
-        self.people: dict[str, Preferences] = {}
-        self.blocked: set[str] = set()
-
-    def get(self, person_id: str) -> Preferences | None:
-        return self.people.get(person_id)
-
-    def sms_blocked(self, phone: str | None) -> bool:
-        return phone in self.blocked
-
-
 def make_with_sms(prefs: FakePreferences) -> tuple[NotifyOnEvent, FakeRepo, FakeChannel, Clock]:
-    repo, clock = FakeRepo(), Clock()
-    sms = FakeChannel("sms")
-    use_case = NotifyOnEvent(
-        repo,
+    clock, sms = Clock(T0), FakeChannel("sms")
+    use_case, repo, _ = notify_on_fakes(
         {"log": FakeChannel("log"), "sms": sms, "email": FakeChannel("email")},
-        FakeDirectory(),
-        timers=FakeTimers(clock),
+        people(),
+        clock,
         preferences=prefs,
         policy=policy(),
-        clock=clock,
     )
     return use_case, repo, sms, clock
 
@@ -721,7 +546,7 @@ async def test_quiet_hours_defer_a_message_then_a_timer_sends_it() -> None:
     # redelivered at night: still one delivery, still deferred
     assert [o.result for o in await use_case.request_unmatched(meta, UNMATCHED)] == ["busy"]
     clock.now = seven
-    await timers.fire_due(use_case.dispatcher)
+    await timers.fire_due()
     assert len(sms.sent) == 1 and [e.status for e in repo.events] == ["deferred", "sent"]
     # an urgent message goes out at night
     clock.now = datetime(2025, 6, 2, 15, 30, tzinfo=UTC)
@@ -739,7 +564,7 @@ async def test_an_opt_out_before_the_morning_suppresses_sms_and_uses_the_next_ch
     await use_case.request_unmatched(meta, UNMATCHED)
     prefs.people["res_1"] = Preferences(opted_out=["sms"])  # replied TD at night
     clock.now = datetime(2025, 6, 1, 23, 0, tzinfo=UTC)
-    await timers.fire_due(use_case.dispatcher)
+    await timers.fire_due()
     assert not sms.sent
     assert repo.docs[f"{meta.id}|res_1|sms"]["status"] == "suppressed"
     assert repo.docs[f"{meta.id}|res_1|email"]["status"] == "sent"
@@ -761,7 +586,7 @@ async def test_a_chosen_locale_reaches_the_template() -> None:
 
 
 async def test_an_event_without_its_contact_waits_in_a_timer_and_is_handled_later() -> None:
-    directory = FakeDirectory(requester=None)
+    directory = people(requester=None)
     use_case, _, _, email_ch, clock = make(directory=directory)
     timers = timers_of(use_case)
     replay = EventReplay(timers, timedelta(seconds=2), clock)
@@ -779,7 +604,7 @@ async def test_an_event_without_its_contact_waits_in_a_timer_and_is_handled_late
 
 
 async def test_an_event_whose_wait_already_gave_up_is_retried_in_line() -> None:
-    use_case, _, _, _, clock = make(directory=FakeDirectory(requester=None))
+    use_case, _, _, _, clock = make(directory=people(requester=None))
     timers = timers_of(use_case)
     replay = EventReplay(timers, timedelta(seconds=2), clock)
     handler = replay.wrap(matching_handlers(use_case))[RequestUnmatched]

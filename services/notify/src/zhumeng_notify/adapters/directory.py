@@ -24,7 +24,7 @@ class ViewDirectory:
         self.coordinator_store = coordinator_store
 
     async def coordinators(self, township_id: str | None) -> list[Recipient]:
-        """Implements `CoordinatorDirectory`: a township's coordinators (None: the county's)."""
+        """A township's coordinators (None: the county's); none without a store."""
         if self.coordinator_store is None:
             return []
         return await self.coordinator_store.coordinators(township_id)

@@ -27,12 +27,8 @@ from zhumeng_contracts.events import (
 
 from ..domain import templates
 from ..domain.model import Cause, Recipient, Rendered
-from ..domain.recipients import (
-    CoordinatorDirectory,
-    escalation_audience,
-    first_name,
-    offer_is_urgent,
-)
+from ..domain.preferences import apply
+from ..domain.recipients import escalation_audience, first_name, offer_is_urgent
 from .delivery import ContactMissing, DeliveryPolicy, Dispatcher, Outcome, describe
 from .ports import Channel, DeliveryRepository, Directory, PreferenceSource, Timers
 
@@ -81,7 +77,11 @@ class NotifyOnEvent:
             clock=clock,
         )
         # what handlers see: contacts as the people's preferences shape them (e.g. locale)
-        self._directory: Directory = self._dispatcher.directory
+        self._directory = self._dispatcher.directory
+        # coordinators are asked of the port itself (the dispatcher's view forwards contacts
+        # only) and shaped by their preferences here
+        self._coordinator_directory = directory
+        self._preferences = preferences
         self._clock = clock
 
     @property
@@ -356,17 +356,15 @@ class NotifyOnEvent:
     async def _coordinators(self, township_id: str, scope: str) -> list[Recipient]:
         """The coordinators of the township (or, for scope "county", of the county centre); a
         township without any falls back to the county centre, so nothing goes unheard."""
-        if not isinstance(self._directory, CoordinatorDirectory):
-            log.warning("no coordinator directory configured: coordinators not told")
-            return []
         found: list[Recipient] = []
         if scope == "township":
-            found = await self._directory.coordinators(township_id)
+            found = await self._coordinator_directory.coordinators(township_id)
         if not found:
-            found = await self._directory.coordinators(None)
+            found = await self._coordinator_directory.coordinators(None)
         if not found:
             log.warning("no coordinator for township %s nor the county centre", township_id)
-        return found
+        prefs = self._preferences
+        return [apply(c, prefs.get(c.id)) for c in found] if prefs else found
 
     async def _deliver_all(
         self, sends: list[tuple[Recipient, Rendered]], cause: Cause

@@ -113,10 +113,15 @@ class PreferenceSource(Protocol):
 
 
 class Directory(Protocol):
-    """Who is who: contacts and names from the views of the catalog and requests topics."""
+    """Who is who: contacts and names from the views of the catalog and requests topics, and
+    the coordinators from notify's own directory (ADR 0012)."""
 
     def requester(self, request_id: str) -> Recipient | None: ...
 
     def volunteer(self, volunteer_id: str) -> Recipient | None: ...
 
     def service_name(self, service_type_id: str, locale: Locale) -> str | None: ...
+
+    async def coordinators(self, township_id: str | None) -> list[Recipient]:
+        """A township's coordinators (None: the county centre's); none known: empty."""
+        ...
