@@ -8,8 +8,6 @@ import pytest
 
 from zhumeng_notify.domain import sms_text, templates
 from zhumeng_notify.domain.model import (
-    EMAIL_CHANNEL,
-    LOG_CHANNEL,
     Locale,
     Recipient,
     Rendered,
@@ -17,7 +15,7 @@ from zhumeng_notify.domain.model import (
     mask_address,
     message_id,
 )
-from zhumeng_notify.domain.recipients import choose_channel, first_name
+from zhumeng_notify.domain.recipients import first_name
 
 pytestmark = pytest.mark.unit
 
@@ -93,14 +91,6 @@ def test_unmatched_to_requester_mentions_the_coordinator() -> None:
 )
 def test_first_name(full: str, first: str) -> None:
     assert first_name(full) == first
-
-
-def test_channel_choice() -> None:
-    with_mail = Recipient("u1", "requester", "A", email="a@example.org")
-    phone_only = Recipient("u2", "requester", "B", phone="13800138000")
-    assert choose_channel(with_mail, email_enabled=True) == EMAIL_CHANNEL
-    assert choose_channel(with_mail, email_enabled=False) == LOG_CHANNEL
-    assert choose_channel(phone_only, email_enabled=True) == LOG_CHANNEL
 
 
 def test_ids_and_masks() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from .model import EMAIL_CHANNEL, LOG_CHANNEL, Locale, Recipient
+from .model import Locale, Recipient
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
@@ -57,16 +57,6 @@ def first_name(full_name: str) -> str:
     return name.split(" ")[0]
 
 
-def choose_channel(recipient: Recipient, email_enabled: bool) -> str:
-    """Email when the recipient has an address and SMTP is configured; else the log channel.
-
-    SMS, WeChat and in-app come in a later issue; preferences and quiet hours with them.
-    """
-    if email_enabled and recipient.email:
-        return EMAIL_CHANNEL
-    return LOG_CHANNEL
-
-
 # ---- coordinators (ADR 0012) --------------------------------------------------------------
 
 Scope = Literal["township", "county"]
@@ -100,15 +90,6 @@ class Coordinator:
 
     def __repr__(self) -> str:  # never print contact details by accident
         return f"Coordinator(id={self.id!r}, township_id={self.township_id!r})"
-
-
-@runtime_checkable
-class CoordinatorDirectory(Protocol):
-    """The coordinators of a township (None: the county centre's). A directory that also
-    implements this lets notify tell coordinators; belongs on `app.ports.Directory` once that
-    port may change (see ADR 0012)."""
-
-    async def coordinators(self, township_id: str | None) -> list[Recipient]: ...
 
 
 EscalationLevel = Literal["wider_radius", "township_liaison", "county_centre"]
