@@ -40,6 +40,7 @@ class ServiceRuntime:
         self.checks: dict[str, Check] = {"mongo": lambda: ping(self.db), "kafka": self._kafka_ok}
         self._startups: list[Callable[[], Awaitable[None]]] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._after_start: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _kafka_ok(self) -> bool:
@@ -52,9 +53,15 @@ class ServiceRuntime:
         """Run before subscribers start (index creation, waiting for views)."""
         self._startups.append(step)
 
-    def in_background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """A loop that runs for the life of the process (relay, views, timers)."""
-        self._background.append(loop)
+    def in_background(
+        self, loop: Callable[[], Coroutine[Any, Any, None]], *, once_started: bool = False
+    ) -> None:
+        """A loop that runs for the life of the process (relay, views, timers).
+
+        `once_started`: the loop starts only after every start-up step (views loaded, indexes)
+        — for work that acts on the views, such as durable timers: a timer fired before the
+        catalog views are loaded would find no service type and do nothing."""
+        (self._after_start if once_started else self._background).append(loop)
 
     def outbox_relay(self, collections: list[str]) -> OutboxRelay:
         relay = OutboxRelay(
@@ -106,6 +113,7 @@ class ServiceRuntime:
         self._tasks = [asyncio.create_task(self._guard(loop)) for loop in self._background]
         for step in self._startups:
             await step()
+        self._tasks += [asyncio.create_task(self._guard(loop)) for loop in self._after_start]
         await self.broker.start()
         log.info("%s started", self.name)
 

@@ -110,7 +110,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
 
     timers = Scheduler(runtime.db, owner=f"matching:{os.getpid()}")
     runtime.on_startup(lambda: ensure_timer_indexes(runtime.db))
-    runtime.in_background(timers.run)
+    runtime.in_background(timers.run, once_started=True)
     lifecycle = LifecycleService(
         decisions, loads, index, service_types, on_events=relay.wake, timers=timers
     )

@@ -104,7 +104,7 @@ def build(
         clock=clock,
     )
     runtime.on_startup(lambda: ensure_timer_indexes(runtime.db))
-    runtime.in_background(scheduler.run)
+    runtime.in_background(scheduler.run, once_started=True)
 
     inapp_hub = InAppHub()
     configured = build_channels(settings, inapp_hub, clock)

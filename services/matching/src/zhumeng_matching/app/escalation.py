@@ -166,7 +166,9 @@ class EscalationService:
         request = RequestPosted.model_validate(doc["posted"])
         service = self._service_types.get(request.service_type_id)
         if service is None:
-            return None
+            # not (yet) in the catalog view: fail, so the timer is tried again rather than the
+            # ladder silently stopping
+            raise LookupError(f"service type {request.service_type_id} not in the catalog view")
         return decode(doc["lifecycle"]), request, self._ladder_of(service)
 
 

@@ -377,7 +377,7 @@ def install(runtime: ServiceRuntime, current: Current) -> AgencyFeeds:
     runtime.on_startup(store.ensure_indexes)
     runtime.on_startup(lambda: ensure_timer_indexes(runtime.db, WEBHOOK_TIMERS))
     runtime.on_startup(feed.resume_replays)
-    runtime.in_background(scheduler.run)
+    runtime.in_background(scheduler.run, once_started=True)
     runtime.in_background(timers.purge_loop)
     for spec in public_topics():  # a subscriber per topic: each runs its consumer workers
         runtime.consume(
