@@ -40,11 +40,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
-from zhumeng_contracts.events.common import WeeklySlot
+from zhumeng_contracts.events.common import TimeWindow, WeeklySlot
+from zhumeng_contracts.events.matching import ScorePart
 
-from .availability import CoversCache, schedule_key
+from . import policy as pol
+from .availability import CoversCache, covers_despite, schedule_key
 from .geo import EARTH_RADIUS_KM, cell_of, cells_within, haversine_km
-from .policy import WEIGHTS, Candidate, Load, Ranking, score, score_total
+from .policy import (
+    NO_STATS,
+    WEIGHTS,
+    Candidate,
+    Load,
+    Ranking,
+    VolunteerStats,
+    explain,
+    total_of,
+)
 
 BAND_EDGES_KM: tuple[float, ...] = (
     *(2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0),
@@ -60,9 +71,9 @@ _NO_CELL = -(2**31)  # the 0.1° cell of a free slot: in no range
 # the parts of the score other than distance, at most (language is 1 for anyone eligible)
 _DIST_W = WEIGHTS["distance"]
 _REST_MAX = sum(w for k, w in WEIGHTS.items() if k != "distance")
+_W_FAIR, _W_EXP = WEIGHTS["fairness"], WEIGHTS["experience"]
 _EPS = 1e-3  # > the rounding of score_total (4 parts and the sum, 0.5e-4 each)
 _FIRST_RHO = 0.05  # d/r of the first round; rounds then widen (x4) or jump to what is needed
-_DEFAULT_LOAD = Load()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,12 @@ class Hit:
     vol: VolunteerRecord
     distance_km: float
     score: float
+    values: tuple[float, ...] = ()  # the figures, in `policy.WEIGHTS` order
+    capacity: int = 0  # effective capacity (`policy.effective_capacity`)
+    active: int = 0  # current load
+
+    def explain(self) -> tuple[float, tuple[ScorePart, ...]]:
+        return explain(self.values)
 
 
 @dataclass
@@ -139,7 +156,56 @@ _COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("_sched", np.int64, 0),  # schedule id
     ("_row", np.int32, _NO_CELL),  # 0.1° cell (geo.cell_of), for `nearby`
     ("_col", np.int32, _NO_CELL),
+    # schedule exceptions: the span from the first start to the last end (epoch seconds)
+    ("_exc_lo", np.float64, math.inf),
+    ("_exc_hi", np.float64, -math.inf),
+    # the load (`loads`, mirrored) and the history (`set_stats`): scoring reads only columns
+    ("_active", np.int32, 0),
+    ("_total", np.int32, 0),
+    ("_effcap", np.int32, 1),  # effective capacity (newcomer rule)
+    ("_done", np.int32, 0),  # completed assignments
+    ("_recent_h", np.float64, 0.0),
+    ("_stars_sum", np.float64, 0.0),
+    ("_stars_n", np.int32, 0),
+    ("_static", np.float64, 0.0),  # the weighted figures that depend on neither request nor load
 )
+
+
+class LoadTable(dict[str, Load]):
+    """The load cache as a dict (what `LoadStore.cached()` returns) whose every change is
+    mirrored into the index's load columns, so that a search reads loads in numpy."""
+
+    def __init__(self, index: VolunteerIndex) -> None:
+        super().__init__()
+        self._index = index
+
+    def __setitem__(self, key: str, value: Load) -> None:
+        super().__setitem__(key, value)
+        self._index._load_changed(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._index._load_changed(key, None)
+
+    def pop(self, key: str, *default: Load | None) -> Load | None:  # type: ignore[override]
+        had = key in self
+        value = super().pop(key, *default)
+        if had:
+            self._index._load_changed(key, None)
+        return value
+
+    def update(self, *args: Mapping[str, Load], **kw: Load) -> None:  # type: ignore[override]
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+    def setdefault(self, key: str, default: Load | None = None) -> Load:
+        if key not in self:
+            self[key] = default or Load()
+        return self[key]
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
 
 
 class VolunteerIndex:
@@ -158,6 +224,16 @@ class VolunteerIndex:
     _sched: np.ndarray
     _row: np.ndarray
     _col: np.ndarray
+    _exc_lo: np.ndarray
+    _exc_hi: np.ndarray
+    _active: np.ndarray
+    _total: np.ndarray
+    _effcap: np.ndarray
+    _done: np.ndarray
+    _recent_h: np.ndarray
+    _stars_sum: np.ndarray
+    _stars_n: np.ndarray
+    _static: np.ndarray
 
     def __init__(self) -> None:
         self._by_id: dict[str, VolunteerRecord] = {}
@@ -176,6 +252,9 @@ class VolunteerIndex:
         self._cell_deg = [
             max(MIN_CELL_KM, e / CELL_PER_RADIUS) / _KM_PER_DEG for e in BAND_EDGES_KM
         ]
+        self._stats: dict[str, VolunteerStats] = {}
+        self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
+        self.loads = LoadTable(self)  # pass this as `loads`: no per-call conversion
         self._alloc(0)
         self.max_radius_km = 0.0
 
@@ -189,6 +268,9 @@ class VolunteerIndex:
             if old is not None:
                 new[: len(old)] = old
             setattr(self, name, new)
+        for t, old in self._exp.items():
+            self._exp[t] = np.zeros(n, dtype=np.int32)
+            self._exp[t][: len(old)] = old
 
     def _new_slot(self) -> int:
         if self._free:
@@ -240,6 +322,14 @@ class VolunteerIndex:
             self._sched_slots.append(vol.availability)
         self._sched[slot] = sid
         self._row[slot], self._col[slot] = cell_of(vol.home.lat, vol.home.lon)
+        if vol.unavailable:
+            self._exc_lo[slot] = min(x.start.timestamp() for x in vol.unavailable)
+            self._exc_hi[slot] = max(x.end.timestamp() for x in vol.unavailable)
+        else:
+            self._exc_lo[slot], self._exc_hi[slot] = math.inf, -math.inf
+        load = self.loads.get(vol.id)
+        self._active[slot], self._total[slot] = (load.active, load.total) if load else (0, 0)
+        self._stats_columns(slot, vol, self._stats.get(vol.id, NO_STATS))
         b, key = self._place(vol)
         self._band_rmax[b] = max(self._band_rmax[b], vol.radius_km)
         for g in (None, *set(vol.skills)):
@@ -278,6 +368,8 @@ class VolunteerIndex:
         self._recs[slot] = None
         self._ids[slot] = None
         self._row[slot] = self._col[slot] = _NO_CELL
+        for col in self._exp.values():
+            col[slot] = 0
         self._free.append(slot)
 
     def on_change(self, key: str, record: VolunteerRecord | None) -> None:
@@ -289,6 +381,97 @@ class VolunteerIndex:
 
     def all(self) -> list[VolunteerRecord]:
         return list(self._by_id.values())
+
+    # ------------------------------------------------------------------ loads and history
+
+    def _load_changed(self, volunteer_id: str, load: Load | None) -> None:
+        slot = self._slot_of.get(volunteer_id)
+        if slot is not None:
+            load = load or Load()
+            self._active[slot], self._total[slot] = load.active, load.total
+
+    def set_stats(self, volunteer_id: str, stats: VolunteerStats) -> None:
+        """A volunteer's history changed (or was loaded at start-up)."""
+        old = self._stats.get(volunteer_id, NO_STATS)
+        self._stats[volunteer_id] = stats
+        slot = self._slot_of.get(volunteer_id)
+        if slot is None:
+            return
+        for t in old.by_type:
+            if t not in stats.by_type:
+                self._exp[t][slot] = 0
+        self._stats_columns(slot, self._rec(slot), stats)
+
+    def _stats_columns(self, slot: int, vol: VolunteerRecord, stats: VolunteerStats) -> None:
+        self._done[slot] = stats.completed
+        self._effcap[slot] = pol.effective_capacity(vol.capacity, stats.completed)
+        self._recent_h[slot] = stats.recent_hours
+        self._stars_sum[slot], self._stars_n[slot] = stats.stars_sum, stats.stars_n
+        self._static[slot] = (
+            WEIGHTS["recent_hours"] * pol.recent_hours_figure(stats.recent_hours)
+            + WEIGHTS["rating"] * pol.rating_figure(stats.stars_sum, stats.stars_n)
+            + WEIGHTS["newcomer"] * pol.newcomer_figure(stats.completed)
+            + WEIGHTS["language"]  # 1 for anyone eligible
+        )
+        for t, n in stats.by_type.items():
+            col = self._exp.get(t)
+            if col is None:
+                col = self._exp[t] = np.zeros(len(self._lat), dtype=np.int32)
+            col[slot] = n
+
+    def stats_of(self, volunteer_id: str) -> VolunteerStats:
+        return self._stats.get(volunteer_id, NO_STATS)
+
+    def stats(self) -> Mapping[str, VolunteerStats]:
+        """Every volunteer's history known (for `policy.rank(..., stats=...)`)."""
+        return self._stats
+
+    def score(
+        self, vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
+    ) -> tuple[float, tuple[ScorePart, ...]]:
+        """`policy.score` with the volunteer's history as the index knows it."""
+        return pol.score(vol, request, load, distance_km, self.stats_of(vol.id))
+
+    def candidate(
+        self, vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
+    ) -> Candidate:
+        """A scored candidate with the index's history (effective capacity on its record)."""
+        st = self.stats_of(vol.id)
+        total, parts = pol.score(vol, request, load, distance_km, st)
+        return pol.candidate(vol, distance_km, total, parts, st)
+
+    def _slot_figures(
+        self, slot: int, exp: np.ndarray | None, distance: float, active: int
+    ) -> list[float]:
+        """The figures of an eligible volunteer, from the columns (as `policy.figures`)."""
+        return [
+            pol.distance_figure(distance, float(self._radius[slot])),
+            pol.workload_figure(active, int(self._effcap[slot])),
+            pol.recent_hours_figure(float(self._recent_h[slot])),
+            pol.experience_figure(0 if exp is None else int(exp[slot])),
+            pol.rating_figure(float(self._stars_sum[slot]), int(self._stars_n[slot])),
+            pol.newcomer_figure(int(self._done[slot])),
+            1.0,
+        ]
+
+    def _away(self, pos: np.ndarray, window: TimeWindow, needed_min: float) -> np.ndarray:
+        """Per slot: does a schedule exception leave no room for the service in the window?
+        Only volunteers whose exceptions span the window are checked in Python."""
+        lo, hi = window.start.timestamp(), window.end.timestamp()
+        maybe = np.flatnonzero((self._exc_lo[pos] < hi) & (self._exc_hi[pos] > lo))
+        away = np.zeros(len(pos), dtype=bool)
+        for j in maybe.tolist():
+            v = self._rec(int(pos[j]))
+            away[j] = not covers_despite(v.availability, v.unavailable, window, needed_min)
+        return away
+
+    def _rest(self, pos: np.ndarray, active: np.ndarray, exp: np.ndarray | None) -> np.ndarray:
+        """The weighted figures other than distance, per slot (unrounded: an upper bound of
+        their rounded sum within `_EPS`)."""
+        rest: np.ndarray = self._static[pos] + _W_FAIR * (1.0 - active[pos] / self._effcap[pos])
+        if exp is not None:
+            rest += (_W_EXP / pol.EXPERIENCE_FULL) * np.minimum(exp[pos], pol.EXPERIENCE_FULL)
+        return rest
 
     # ------------------------------------------------------------------ the full pass
 
@@ -359,15 +542,8 @@ class VolunteerIndex:
             inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
         counts.append(("out_of_radius", ok & ~inside))
         ok &= inside
-        # capacity: the load cache is a dict, so one lookup per volunteer still in the running
-        idx = np.flatnonzero(ok)
-        ids = [self._ids[s] for s in pos[idx].tolist()]
-        got = [loads.get(i) for i in ids if i is not None]
-        busy = [j for j, g in enumerate(got) if g is not None]
-        active = np.zeros(len(idx))
-        active[busy] = [got[j].active for j in busy]  # type: ignore[union-attr]
-        full = np.zeros(len(pos), dtype=bool)
-        full[idx] = active >= self._cap[pos[idx]]
+        active, _ = self.load_columns(loads)
+        full = active[pos] >= self._effcap[pos]  # the newcomer rule's capacity
         counts.append(("no_capacity", ok & full))
         ok &= ~full
         lang = request.language
@@ -388,23 +564,39 @@ class VolunteerIndex:
         )
         counts.append(("not_available", ok & ~avail))
         ok &= avail
+        away = np.zeros(len(pos), dtype=bool)
+        away[ok] = self._away(pos[ok], request.window, service.default_duration_min)
+        counts.append(("unavailable", away))
+        ok &= ~away
         for reason, mask in counts:
             n = int(np.count_nonzero(mask))
             if n:
                 ranking.rejected[reason] = n
+        exp = self._exp.get(request.service_type_id)
         for s in pos[ok].tolist():
             vol = self._rec(s)
             dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
-            total, parts = score(vol, request, loads.get(vol.id, _DEFAULT_LOAD), dist)
-            ranking.candidates.append(Candidate(vol, dist, total, parts))
+            values = self._slot_figures(s, exp, dist, int(active[s]))
+            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
         ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
         return ranking
+
+    @staticmethod
+    def _candidate(
+        vol: VolunteerRecord, distance_km: float, values: list[float], capacity: int
+    ) -> Candidate:
+        total, parts = explain(values)
+        if capacity != vol.capacity:  # as `policy.candidate`: the newcomer rule
+            vol = vol.model_copy(update={"capacity": capacity})
+        return Candidate(vol, distance_km, total, parts)
 
     # ------------------------------------------------------------------ the fast path
 
     def load_columns(self, loads: Mapping[str, Load]) -> tuple[np.ndarray, np.ndarray]:
-        """(active, total) per slot, for `search(..., columns=...)` in batch mode (one pass
-        over `loads`; single decisions use the dict directly)."""
+        """(active, total) per slot: the index's own columns for its `loads`; otherwise one
+        pass over `loads` (then pass them as `search(..., columns=...)`)."""
+        if loads is self.loads:
+            return self._active, self._total
         active = np.zeros(len(self._lat))
         total = np.zeros(len(self._lat))
         for vid, load in loads.items():
@@ -482,8 +674,9 @@ class VolunteerIndex:
         columns: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Hits:
         """The k best eligible volunteers (all of them for k=None), best first, scored and
-        ordered exactly as `policy.rank` does. `columns` (from `load_columns(loads)`, same
-        loads) also prunes by capacity, fairness and newcomer in numpy."""
+        ordered exactly as `policy.rank` does (with the index's history of each volunteer).
+        `columns` (from `load_columns(loads)`, same loads) saves converting a foreign
+        `loads` mapping; the index's own `loads` need none."""
         none = Hits([], 0, True)
         need_skills = list(dict.fromkeys(service.required_skills))
         if need_skills:
@@ -501,13 +694,17 @@ class VolunteerIndex:
         lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
         if not (ok1 and ok2 and ok3):
             return none
+        active = columns[0] if columns is not None else self.load_columns(loads)[0]
+        exp = self._exp.get(request.service_type_id)
+        # everything not gathered yet scores at most this beyond the distance part
+        rest_max = _REST_MAX if exp is not None else _REST_MAX - _W_EXP
         need_s, need_c = set(need_skills), set(service.required_certifications)
         rlat, rlon = request.location.lat, request.location.lon
         lat0, lon0 = math.radians(rlat), math.radians(rlon)
         cos0 = math.cos(lat0)
         window, dur = request.window, service.default_duration_min
         recs = self._recs
-        top: list[tuple[float, float, str, VolunteerRecord]] = []
+        top: list[tuple[float, float, str, int, list[float]]] = []
         kth = -math.inf  # the k-th best exact score once k are known
         considered = 0
         hi = 1.0 if k is None else min(1.0, _FIRST_RHO * max(1.0, math.sqrt(k / 5)))
@@ -532,11 +729,11 @@ class VolunteerIndex:
                     m &= (self._certs[pos] & cmask) == cmask
                 if lmask:
                     m &= (self._langs[pos] & lmask) != 0
-                if columns is not None:
-                    m &= columns[0][pos] < self._cap[pos]
+                m &= active[pos] < self._effcap[pos]
                 idx = np.flatnonzero(m)
                 pos, ratio = pos[idx], ratio[idx]
                 ok = self._covers.ok(self._sched[pos], window, dur)
+                ok &= ~self._away(pos, window, dur)
                 pos, ratio = pos[ok], ratio[ok]
                 if len(carry_pos):
                     pos = np.concatenate((carry_pos, pos))
@@ -547,13 +744,7 @@ class VolunteerIndex:
             carry_pos, carry_ratio = pos[~now], ratio[~now]
             pos, ratio = pos[now], ratio[now]
             if len(pos):
-                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio)
-                if columns is not None:
-                    active, cap = columns[0][pos], self._cap[pos]
-                    bound += WEIGHTS["fairness"] * (1.0 - active / cap)
-                    bound += WEIGHTS["newcomer"] * (columns[1][pos] == 0) + WEIGHTS["language"]
-                else:
-                    bound += _REST_MAX
+                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio) + self._rest(pos, active, exp)
                 order = np.argsort(-bound, kind="stable")
                 for s, b in zip(pos[order].tolist(), bound[order].tolist(), strict=True):
                     if b + _EPS < kth:
@@ -564,30 +755,31 @@ class VolunteerIndex:
                     d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
                     if d > vol.radius_km:
                         continue
-                    load = loads.get(vol.id, _DEFAULT_LOAD)
-                    if load.active >= vol.capacity:
-                        continue
                     if not s_exact and not need_s <= set(vol.skills):
                         continue
                     if not c_exact and not need_c <= set(vol.certifications):
                         continue
                     if not l_exact and lang not in vol.languages:
                         continue
-                    insort(top, (-score_total(vol, request, load, d), d, vol.id, vol))
+                    values = self._slot_figures(s, exp, d, int(active[s]))
+                    insort(top, (-total_of(values), d, vol.id, s, values))
                     if k is not None and len(top) >= k:
                         del top[k:]
                         kth = -top[-1][0]
             if hi >= 1.0:
                 break
             # everything not gathered yet has d/r > hi: its bound is below this
-            if _DIST_W * (1.0 - hi) + _REST_MAX + _EPS < kth:
+            if _DIST_W * (1.0 - hi) + rest_max + _EPS < kth:
                 break
             if kth > -math.inf:  # the ratio beyond which nothing can reach the k-th best
-                hi = 1.0 - (kth - _EPS - _REST_MAX) / _DIST_W + 1e-9
+                hi = 1.0 - (kth - _EPS - rest_max) / _DIST_W + 1e-9
             else:
                 hi *= 4
             hi = 1.0 if hi > 0.7 else hi
-        found = [Hit(v, d, -ns) for ns, d, _, v in top]
+        found = [
+            Hit(recs[s], d, -ns, tuple(v), int(self._effcap[s]), int(active[s]))  # type: ignore[arg-type]
+            for ns, d, _, s, v in top
+        ]
         return Hits(found, considered, k is None or len(found) < k)
 
     def best(
@@ -598,15 +790,17 @@ class VolunteerIndex:
         k: int = 5,
     ) -> Ranking:
         """The k best eligible candidates, best first, with their explanation: the same
-        candidates, scores, parts and order as the first k of `policy.rank` over `nearby`.
+        candidates, scores, parts and order as the first k of `policy.rank` over `nearby`
+        (given the index's history of each volunteer, `stats()`).
 
         `considered` counts the volunteers checked exactly, and `rejected` stays empty: the
         search does not look at every nearby volunteer, so it cannot say why the others do
         not qualify. When nothing eligible is found, the caller computes the reasons with
-        the full pass, `policy.rank(request, service, index.nearby(...), loads)`."""
+        the full pass, `full_rank`."""
         hits = self.search(request, service, loads, k)
         ranking = Ranking(candidates=[], considered=hits.considered)
         for h in hits.found:
-            total, parts = score(h.vol, request, loads.get(h.vol.id, _DEFAULT_LOAD), h.distance_km)
-            ranking.candidates.append(Candidate(h.vol, h.distance_km, total, parts))
+            ranking.candidates.append(
+                self._candidate(h.vol, h.distance_km, list(h.values), h.capacity)
+            )
         return ranking
