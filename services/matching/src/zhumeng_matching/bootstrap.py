@@ -13,6 +13,7 @@ from zhumeng_contracts.events import (
     AssignmentCompleted,
     RequestCancelled,
     RequestPosted,
+    RequestRated,
     ServiceTypeRecord,
     VolunteerRecord,
 )
@@ -23,8 +24,10 @@ from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
 from zhumeng_kit.views import View
 
 from .adapters.mongo_stores import DECISIONS, MongoDecisionStore, MongoLoadStore
+from .adapters.stats_store import MongoStatsStore
 from .app.lifecycle_service import OFFER_TIMER, LifecycleService
 from .app.matcher import Matcher
+from .app.volunteer_stats import VolunteerStatsService
 from .domain.index import VolunteerIndex
 from .entrypoints.http import router
 from .entrypoints.lifecycle_http import lifecycle_router
@@ -44,6 +47,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     runtime.views({VolunteerRecord.TOPIC: volunteers, ServiceTypeRecord.TOPIC: service_types})
 
     loads = MongoLoadStore(runtime.db)
+    loads._cache = index.loads  # the load cache, mirrored into the index's columns (ADR 0008)
     decisions = MongoDecisionStore(runtime.db)
     runtime.on_startup(loads.ensure_indexes)
     runtime.on_startup(decisions.ensure_indexes)
@@ -82,6 +86,25 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         ["matching.events.v1"],
         {AssignmentCancelled: on_released, AssignmentCompleted: on_released},
         group="zhumeng-matching-capacity",
+    )
+    # volunteers' histories (fairness, experience, rating, newcomer): loaded at start-up,
+    # kept by matching's own events, other replicas' changes polled (ADR 0008)
+    stats_store = MongoStatsStore(runtime.db)
+    stats = VolunteerStatsService(stats_store, index)
+    runtime.on_startup(stats_store.ensure_indexes)
+    runtime.on_startup(stats.refresh)
+    runtime.in_background(stats.run)
+
+    async def on_completed_stats(meta: EventMeta, event: Any) -> None:
+        await stats.on_completed(meta.id, event)
+
+    async def on_rated(meta: EventMeta, event: Any) -> None:
+        await stats.on_rated(meta.id, event)
+
+    runtime.consume(
+        ["matching.events.v1", "requests.events.v1"],
+        {AssignmentCompleted: on_completed_stats, RequestRated: on_rated},
+        group="zhumeng-matching-stats",
     )
     current = principal_dependency(settings)
     app = create_app(
