@@ -24,7 +24,7 @@ from zhumeng_kit.views import View
 from zhumeng_matching import examples
 from zhumeng_matching.domain.batch import assign_batch, assign_greedy
 from zhumeng_matching.domain.index import VolunteerIndex
-from zhumeng_matching.domain.policy import Load, rank
+from zhumeng_matching.domain.policy import Load, VolunteerStats, rank
 
 T = TypeVar("T")
 
@@ -140,6 +140,9 @@ def make_volunteers(n: int, seed: int) -> list[VolunteerRecord]:
     rng = random.Random(seed)
     vols = []
     for i in range(n):
+        # some are away for a few days this week (leave, illness)
+        away = rng.choice(WINDOWS).start - timedelta(hours=rng.choice([0, 12, 36]))
+        leave = [TimeWindow(start=away, end=away + timedelta(hours=rng.choice([4, 24, 72])))]
         lat, lon = _around(rng)
         skills = [s for s, p in SKILLS if rng.random() < p] or ["neighbour_help"]
         certs = []
@@ -161,6 +164,7 @@ def make_volunteers(n: int, seed: int) -> list[VolunteerRecord]:
                 capacity=rng.choice([1, 1, 2, 2, 2, 3]),
                 languages=["mandarin", "minnan"] if rng.random() < 0.6 else ["mandarin"],
                 township_id="twp_x",
+                unavailable=leave if rng.random() < 0.05 else [],
             )
         )
     return vols
@@ -210,6 +214,36 @@ def pct(xs: Sequence[float], p: float) -> float:
     return s[max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))]
 
 
+def make_stats(vols: list[VolunteerRecord], seed: int) -> dict[str, VolunteerStats]:
+    """Histories: a third newcomers, the others from a few to many completions."""
+    rng = random.Random(seed)
+    out = {}
+    for v in vols:
+        if rng.random() < 0.33:
+            continue
+        done = rng.choice([1, 2, 3, 5, 8, 15, 40])
+        rated = rng.randint(0, done)
+        out[v.id] = VolunteerStats(
+            completed=done,
+            recent_hours=rng.choice([0.0, 2.0, 4.5, 9.0, 16.0, 30.0]),
+            by_type={t: rng.randint(0, done) for t in rng.sample(list(SERVICES), 2)},
+            stars_sum=sum(rng.choice([3, 4, 5, 5, 5]) for _ in range(rated)),
+            stars_n=rated,
+        )
+    return out
+
+
+def load_index(vols: list[VolunteerRecord], loads: dict[str, Load], seed: int) -> VolunteerIndex:
+    """The read model as the service holds it: records, histories and the load cache."""
+    index = VolunteerIndex()
+    for v in vols:
+        index.put(v)
+    for vid, st in make_stats(vols, seed).items():
+        index.set_stats(vid, st)
+    index.loads.update(loads)
+    return index
+
+
 def make_loads(vols: list[VolunteerRecord], seed: int) -> dict[str, Load]:
     """Some volunteers already busy, as the load cache would hold them."""
     rng = random.Random(seed)
@@ -227,11 +261,10 @@ def bench_decisions(n_vols: int, n_decisions: int, n_scan: int, reps: int) -> No
         f"(the linear scan on the first {n_scan} of them)"
     )
     vols = make_volunteers(n_vols, seed=1)
-    index = VolunteerIndex()
-    for v in vols:
-        index.put(v)
+    index = load_index(vols, make_loads(vols, seed=5), seed=7)
     everyone = index.all()
-    loads = make_loads(vols, seed=5)
+    loads = index.loads
+    stats = index.stats()
     reqs = make_requests(n_decisions, seed=2)
     print(f"index max radius {index.max_radius_km:.0f} km", flush=True)
     per_rep: list[tuple[float, ...]] = []
@@ -256,7 +289,7 @@ def bench_decisions(n_vols: int, n_decisions: int, n_scan: int, reps: int) -> No
                     if a.candidates:
                         t_matched.append(t_index[-1])
                 else:
-                    b = rank(r, svc, everyone, loads)
+                    b = rank(r, svc, everyone, loads, stats)
                     t_scan.append(_time.perf_counter() - t0)
             if rep == 0:
                 looked.append(a.considered)
@@ -303,10 +336,8 @@ def bench_decisions(n_vols: int, n_decisions: int, n_scan: int, reps: int) -> No
 def bench_batch(n_vols: int, n_requests: int, reps: int) -> None:
     print(f"\n## batch assignment: {n_requests:,} pending requests x {n_vols:,} volunteers")
     vols = make_volunteers(n_vols, seed=3)
-    index = VolunteerIndex()
-    for v in vols:
-        index.put(v)
-    loads = make_loads(vols, seed=6)
+    index = load_index(vols, make_loads(vols, seed=6), seed=8)
+    loads = index.loads
     reqs = make_requests(n_requests, seed=4)
     tb: list[float] = []
     tg: list[float] = []
@@ -355,15 +386,23 @@ def rss_child(n_vols: int) -> None:
     view: View[VolunteerRecord] = View(VolunteerRecord)
     index = VolunteerIndex()
     view.listeners.append(index.on_change)
-    for v in make_volunteers(n_vols, seed=1):
+    vols = make_volunteers(n_vols, seed=1)
+    for v in vols:
         view.apply(v.id, v)
+    for vid, st in make_stats(vols, seed=7).items():
+        index.set_stats(vid, st)
+    index.loads.update(make_loads(vols, seed=5))
+    del vols
     gc.collect()
     after = _rss_kb()
     print(f"{base} {after} {len(view)} {len(index)}")
 
 
 def bench_rss(n_vols: int) -> None:
-    print(f"\n## memory: {n_vols:,} volunteers in the View + VolunteerIndex (fresh process)")
+    print(
+        f"\n## memory: {n_vols:,} volunteers in the View + VolunteerIndex, with histories and "
+        "loads (fresh process)"
+    )
     out = subprocess.run(
         [sys.executable, __file__, "--rss-child", str(n_vols)],
         check=True,

@@ -54,7 +54,7 @@ from .policy import (
     Ranking,
     VolunteerStats,
     explain,
-    total_of,
+    round4,
 )
 
 BAND_EDGES_KM: tuple[float, ...] = (
@@ -72,6 +72,11 @@ _NO_CELL = -(2**31)  # the 0.1° cell of a free slot: in no range
 _DIST_W = WEIGHTS["distance"]
 _REST_MAX = sum(w for k, w in WEIGHTS.items() if k != "distance")
 _W_FAIR, _W_EXP = WEIGHTS["fairness"], WEIGHTS["experience"]
+W_RECENT, W_RATING, W_NEW = WEIGHTS["recent_hours"], WEIGHTS["rating"], WEIGHTS["newcomer"]
+_P_LANG = round4(WEIGHTS["language"])  # 1 for anyone eligible
+_REST_ORDER = ("fairness", "recent_hours", "experience", "rating", "newcomer", "language")
+assert tuple(WEIGHTS) == ("distance", *_REST_ORDER)  # the order `_parts` adds them in
+_CHUNK = 32  # candidates converted to Python at a time in the exact pass
 _EPS = 1e-3  # > the rounding of score_total (4 parts and the sum, 0.5e-4 each)
 _FIRST_RHO = 0.05  # d/r of the first round; rounds then widen (x4) or jump to what is needed
 
@@ -167,7 +172,10 @@ _COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("_recent_h", np.float64, 0.0),
     ("_stars_sum", np.float64, 0.0),
     ("_stars_n", np.int32, 0),
-    ("_static", np.float64, 0.0),  # the weighted figures that depend on neither request nor load
+    # rounded contributions that depend on neither the request nor the load
+    ("_p_recent", np.float64, 0.0),
+    ("_p_rating", np.float64, 0.0),
+    ("_p_new", np.float64, 0.0),
 )
 
 
@@ -233,7 +241,9 @@ class VolunteerIndex:
     _recent_h: np.ndarray
     _stars_sum: np.ndarray
     _stars_n: np.ndarray
-    _static: np.ndarray
+    _p_recent: np.ndarray
+    _p_rating: np.ndarray
+    _p_new: np.ndarray
 
     def __init__(self) -> None:
         self._by_id: dict[str, VolunteerRecord] = {}
@@ -253,6 +263,8 @@ class VolunteerIndex:
             max(MIN_CELL_KM, e / CELL_PER_RADIUS) / _KM_PER_DEG for e in BAND_EDGES_KM
         ]
         self._stats: dict[str, VolunteerStats] = {}
+        self._static_max = 0.0
+        self._holders_of: dict[int, np.ndarray] = {}  # skill mask -> slots (`_holders`)
         self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
         self.loads = LoadTable(self)  # pass this as `loads`: no per-call conversion
         self._alloc(0)
@@ -299,6 +311,7 @@ class VolunteerIndex:
 
     def put(self, vol: VolunteerRecord) -> None:
         self.remove(vol.id)
+        self._holders_of.clear()
         slot = self._new_slot()
         self._by_id[vol.id] = vol
         self._slot_of[vol.id] = slot
@@ -353,6 +366,7 @@ class VolunteerIndex:
         if old is None:
             return
         slot = self._slot_of.pop(volunteer_id)
+        self._holders_of.clear()
         b, key = self._place(old)
         for g in (None, *set(old.skills)):
             if g is not None:
@@ -407,12 +421,13 @@ class VolunteerIndex:
         self._effcap[slot] = pol.effective_capacity(vol.capacity, stats.completed)
         self._recent_h[slot] = stats.recent_hours
         self._stars_sum[slot], self._stars_n[slot] = stats.stars_sum, stats.stars_n
-        self._static[slot] = (
-            WEIGHTS["recent_hours"] * pol.recent_hours_figure(stats.recent_hours)
-            + WEIGHTS["rating"] * pol.rating_figure(stats.stars_sum, stats.stars_n)
-            + WEIGHTS["newcomer"] * pol.newcomer_figure(stats.completed)
-            + WEIGHTS["language"]  # 1 for anyone eligible
+        self._p_recent[slot] = p1 = round4(W_RECENT * pol.recent_hours_figure(stats.recent_hours))
+        self._p_rating[slot] = p2 = round4(
+            W_RATING * pol.rating_figure(stats.stars_sum, stats.stars_n)
         )
+        self._p_new[slot] = p3 = round4(W_NEW * pol.newcomer_figure(stats.completed))
+        # a bound, only ever raised: a lower one elsewhere just bounds less tightly
+        self._static_max = max(self._static_max, p1 + p2 + p3)
         for t, n in stats.by_type.items():
             col = self._exp.get(t)
             if col is None:
@@ -465,15 +480,21 @@ class VolunteerIndex:
             away[j] = not covers_despite(v.availability, v.unavailable, window, needed_min)
         return away
 
-    def _rest(self, pos: np.ndarray, active: np.ndarray, exp: np.ndarray | None) -> np.ndarray:
-        """The weighted figures other than distance, per slot (unrounded: an upper bound of
-        their rounded sum within `_EPS`)."""
-        rest: np.ndarray = self._static[pos] + _W_FAIR * (1.0 - active[pos] / self._effcap[pos])
-        if exp is not None:
-            rest += (_W_EXP / pol.EXPERIENCE_FULL) * np.minimum(exp[pos], pol.EXPERIENCE_FULL)
-        return rest
-
-    # ------------------------------------------------------------------ the full pass
+    def _parts(self, pos: np.ndarray, active: np.ndarray, exp: np.ndarray | None) -> np.ndarray:
+        """Per slot (columns), the rounded contributions of every criterion but distance, in
+        `WEIGHTS` order: the same floats as `policy.total_of` adds (`policy.round4`)."""
+        out = np.empty((len(_REST_ORDER), len(pos)))
+        out[0] = np.rint((1.0 - active[pos] / self._effcap[pos]) * _W_FAIR * 1e4) / 1e4
+        out[1] = self._p_recent[pos]
+        if exp is None:
+            out[2] = 0.0
+        else:
+            fig = np.minimum(exp[pos], pol.EXPERIENCE_FULL) / pol.EXPERIENCE_FULL
+            out[2] = np.rint(fig * _W_EXP * 1e4) / 1e4
+        out[3] = self._p_rating[pos]
+        out[4] = self._p_new[pos]
+        out[5] = _P_LANG
+        return out
 
     def _nearby_slots(self, lat: float, lon: float, required_skills: Iterable[str]) -> np.ndarray:
         need = list(dict.fromkeys(required_skills))
@@ -482,16 +503,26 @@ class VolunteerIndex:
             return np.zeros(0, dtype=np.intp)
         cells = cells_within(lat, lon, self.max_radius_km)
         (lo_r, lo_c), (hi_r, hi_c) = cells[0], cells[-1]
-        n = len(self._recs)
-        row, col = self._row[:n], self._col[:n]
-        m = (row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)
-        if mask:
-            m &= (self._skills[:n] & mask) == mask
-        pos = np.flatnonzero(m)
+        held = self._holders(mask)
+        row, col = self._row[held], self._col[held]
+        pos: np.ndarray = held[(row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)]
         if not exact:
             want = set(need)
             keep = [want <= set(self._rec(s).skills) for s in pos.tolist()]
             pos = pos[np.array(keep, dtype=bool)]
+        return pos
+
+    def _holders(self, mask: int) -> np.ndarray:
+        """The slots of everyone holding the skills of `mask`, cached until the next change
+        of the read model (rare after start-up): the reasons pass then looks at a skill's
+        holders only, not at every slot."""
+        pos: np.ndarray | None = self._holders_of.get(mask)
+        if pos is None:
+            n = len(self._recs)
+            m = self._row[:n] != _NO_CELL
+            if mask:
+                m &= (self._skills[:n] & mask) == mask
+            pos = self._holders_of[mask] = np.flatnonzero(m)
         return pos
 
     def _rec(self, slot: int) -> VolunteerRecord:
@@ -697,14 +728,14 @@ class VolunteerIndex:
         active = columns[0] if columns is not None else self.load_columns(loads)[0]
         exp = self._exp.get(request.service_type_id)
         # everything not gathered yet scores at most this beyond the distance part
-        rest_max = _REST_MAX if exp is not None else _REST_MAX - _W_EXP
+        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if exp is None else _W_EXP)
         need_s, need_c = set(need_skills), set(service.required_certifications)
         rlat, rlon = request.location.lat, request.location.lon
         lat0, lon0 = math.radians(rlat), math.radians(rlon)
         cos0 = math.cos(lat0)
         window, dur = request.window, service.default_duration_min
         recs = self._recs
-        top: list[tuple[float, float, str, int, list[float]]] = []
+        top: list[tuple[float, float, str, int]] = []
         kth = -math.inf  # the k-th best exact score once k are known
         considered = 0
         hi = 1.0 if k is None else min(1.0, _FIRST_RHO * max(1.0, math.sqrt(k / 5)))
@@ -716,25 +747,23 @@ class VolunteerIndex:
             parts = self._gather(grid, rlat, rlon, hi, seen)
             if parts:
                 pos = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                plat = self._lat[pos]
-                h = np.sin((plat - lat0) * 0.5) ** 2 + cos0 * self._coslat[pos] * (
-                    np.sin((self._lon[pos] - lon0) * 0.5) ** 2
-                )
-                ratio = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-                ratio /= self._radius[pos]
-                m = ratio <= 1.0 + 1e-9
+                # the cheap integer checks first, the trigonometry on what is left
+                m = active[pos] < self._effcap[pos]
                 if smask:
                     m &= (self._skills[pos] & smask) == smask
                 if cmask:
                     m &= (self._certs[pos] & cmask) == cmask
                 if lmask:
                     m &= (self._langs[pos] & lmask) != 0
-                m &= active[pos] < self._effcap[pos]
-                idx = np.flatnonzero(m)
-                pos, ratio = pos[idx], ratio[idx]
-                ok = self._covers.ok(self._sched[pos], window, dur)
-                ok &= ~self._away(pos, window, dur)
-                pos, ratio = pos[ok], ratio[ok]
+                pos = pos[m]
+                pos = pos[self._covers.ok(self._sched[pos], window, dur)]
+                h = np.sin((self._lat[pos] - lat0) * 0.5) ** 2 + cos0 * self._coslat[pos] * (
+                    np.sin((self._lon[pos] - lon0) * 0.5) ** 2
+                )
+                ratio = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+                ratio /= self._radius[pos]
+                inside = ratio <= 1.0 + 1e-9
+                pos, ratio = pos[inside], ratio[inside]
                 if len(carry_pos):
                     pos = np.concatenate((carry_pos, pos))
                     ratio = np.concatenate((carry_ratio, ratio))
@@ -744,28 +773,45 @@ class VolunteerIndex:
             carry_pos, carry_ratio = pos[~now], ratio[~now]
             pos, ratio = pos[now], ratio[now]
             if len(pos):
-                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio) + self._rest(pos, active, exp)
+                parts_ = self._parts(pos, active, exp)
+                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio) + parts_.sum(axis=0)
                 order = np.argsort(-bound, kind="stable")
-                for s, b in zip(pos[order].tolist(), bound[order].tolist(), strict=True):
-                    if b + _EPS < kth:
-                        break  # the rest of this round is sorted below the k-th best
-                    considered += 1
-                    vol = recs[s]
-                    assert vol is not None
-                    d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
-                    if d > vol.radius_km:
+                for at in range(0, len(order), _CHUNK):
+                    chunk = order[at : at + _CHUNK]
+                    rows = zip(
+                        pos[chunk].tolist(),
+                        bound[chunk].tolist(),
+                        parts_[:, chunk].T.tolist(),
+                        strict=True,
+                    )
+                    for s, b, rest in rows:
+                        if b + _EPS < kth:
+                            break  # the rest of this round is sorted below the k-th best
+                        considered += 1
+                        vol = recs[s]
+                        assert vol is not None
+                        d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
+                        if d > vol.radius_km:
+                            continue
+                        if not s_exact and not need_s <= set(vol.skills):
+                            continue
+                        if not c_exact and not need_c <= set(vol.certifications):
+                            continue
+                        if not l_exact and lang not in vol.languages:
+                            continue
+                        if vol.unavailable and self._away(np.array([s]), window, dur)[0]:
+                            continue  # on leave (checked only for the few checked exactly)
+                        # `policy.total_of`: the contributions added in `WEIGHTS` order
+                        total = round4(max(0.0, 1.0 - d / vol.radius_km) * _DIST_W)
+                        for p in rest:
+                            total += p
+                        insort(top, (-round4(total), d, vol.id, s))
+                        if k is not None and len(top) >= k:
+                            del top[k:]
+                            kth = -top[-1][0]
+                    else:
                         continue
-                    if not s_exact and not need_s <= set(vol.skills):
-                        continue
-                    if not c_exact and not need_c <= set(vol.certifications):
-                        continue
-                    if not l_exact and lang not in vol.languages:
-                        continue
-                    values = self._slot_figures(s, exp, d, int(active[s]))
-                    insort(top, (-total_of(values), d, vol.id, s, values))
-                    if k is not None and len(top) >= k:
-                        del top[k:]
-                        kth = -top[-1][0]
+                    break
             if hi >= 1.0:
                 break
             # everything not gathered yet has d/r > hi: its bound is below this
@@ -776,10 +822,11 @@ class VolunteerIndex:
             else:
                 hi *= 4
             hi = 1.0 if hi > 0.7 else hi
-        found = [
-            Hit(recs[s], d, -ns, tuple(v), int(self._effcap[s]), int(active[s]))  # type: ignore[arg-type]
-            for ns, d, _, s, v in top
-        ]
+        found = []
+        for ns, d, _, s in top:
+            a = int(active[s])
+            values = tuple(self._slot_figures(s, exp, d, a))
+            found.append(Hit(self._rec(s), d, -ns, values, int(self._effcap[s]), a))
         return Hits(found, considered, k is None or len(found) < k)
 
     def best(

@@ -17,12 +17,12 @@ from .availability import covers, covers_despite
 from .geo import haversine_km
 
 WEIGHTS: dict[str, float] = {
-    "distance": 0.35,  # nearer volunteers arrive sooner and travel less
-    "fairness": 0.15,  # workload spread: prefer volunteers with free (effective) capacity
-    "recent_hours": 0.15,  # fairness over time: fewer hours in the last 30 days first
+    "distance": 0.45,  # nearer volunteers arrive sooner and travel less
+    "fairness": 0.12,  # workload spread: prefer volunteers with free (effective) capacity
+    "recent_hours": 0.12,  # fairness over time: fewer hours in the last 30 days first
     "experience": 0.10,  # has done this service type before
-    "rating": 0.10,  # requesters' stars, shrunk towards a prior
-    "newcomer": 0.10,  # a first chance for volunteers with few completed assignments
+    "rating": 0.08,  # requesters' stars, shrunk towards a prior
+    "newcomer": 0.08,  # a first chance for volunteers with few completed assignments
     "language": 0.05,  # a requested dialect (e.g. Minnan) spoken
 }
 CRITERIA = tuple(WEIGHTS)
@@ -145,18 +145,24 @@ def figures(
 _W = tuple(WEIGHTS.values())
 
 
+def round4(x: float) -> float:
+    """Rounded to 4 decimals as numpy rounds in bulk (`np.rint(x * 1e4) / 1e4`: half to even
+    on the same double), so that the index computes exactly the same scores in numpy."""
+    return round(x * 10000.0) / 10000.0
+
+
 def total_of(values: tuple[float, ...] | list[float]) -> float:
     """The score of the figures: the rounded contributions summed in order, rounded (exactly
     the sum of the explanation's contributions)."""
     total = 0.0
     for v, w in zip(values, _W, strict=True):
-        total += round(v * w, 4)
-    return round(total, 4)
+        total += round4(v * w)
+    return round4(total)
 
 
 def explain(values: tuple[float, ...] | list[float]) -> tuple[float, tuple[ScorePart, ...]]:
     parts = tuple(
-        ScorePart(criterion=k, value=round(v, 4), weight=w, contribution=round(v * w, 4))
+        ScorePart(criterion=k, value=round4(v), weight=w, contribution=round4(v * w))
         for k, v, w in zip(CRITERIA, values, _W, strict=True)
     )
     return total_of(values), parts
