@@ -52,7 +52,7 @@ from zhumeng_contracts.events.matching import ScorePart
 from .index import Hit, Hits, VolunteerIndex
 from .policy import Load, explain, total_of, workload_figure
 
-DEFAULT_MAX_CANDIDATES = 24
+DEFAULT_MAX_CANDIDATES = 12
 
 
 @dataclass(frozen=True)

@@ -480,6 +480,29 @@ class VolunteerIndex:
             away[j] = not covers_despite(v.availability, v.unavailable, window, needed_min)
         return away
 
+    def _figures(
+        self, pos: np.ndarray, dist: np.ndarray, active: np.ndarray, exp: np.ndarray | None
+    ) -> np.ndarray:
+        """`_slot_figures` of many eligible slots at once (rows: criteria in `WEIGHTS` order;
+        the same IEEE operations, so the same floats)."""
+        out = np.empty((len(WEIGHTS), len(pos)))
+        out[0] = np.maximum(0.0, 1.0 - dist / self._radius[pos])
+        out[1] = 1.0 - active[pos] / self._effcap[pos]
+        out[2] = (
+            1.0 - np.minimum(self._recent_h[pos], pol.RECENT_HOURS_FULL) / pol.RECENT_HOURS_FULL
+        )
+        if exp is None:
+            out[3] = 0.0
+        else:
+            out[3] = np.minimum(exp[pos], pol.EXPERIENCE_FULL) / pol.EXPERIENCE_FULL
+        prior = pol.RATING_PRIOR_MEAN * pol.RATING_PRIOR_WEIGHT
+        shrunk = (prior + self._stars_sum[pos]) / (pol.RATING_PRIOR_WEIGHT + self._stars_n[pos])
+        out[4] = (shrunk - 1.0) / 4.0
+        done = np.minimum(self._done[pos], pol.NEWCOMER_COMPLETIONS)
+        out[5] = 1.0 - done / pol.NEWCOMER_COMPLETIONS
+        out[6] = 1.0
+        return out
+
     def _parts(self, pos: np.ndarray, active: np.ndarray, exp: np.ndarray | None) -> np.ndarray:
         """Per slot (columns), the rounded contributions of every criterion but distance, in
         `WEIGHTS` order: the same floats as `policy.total_of` adds (`policy.round4`)."""
@@ -628,8 +651,8 @@ class VolunteerIndex:
         pass over `loads` (then pass them as `search(..., columns=...)`)."""
         if loads is self.loads:
             return self._active, self._total
-        active = np.zeros(len(self._lat))
-        total = np.zeros(len(self._lat))
+        active = np.zeros(len(self._lat), dtype=np.int32)
+        total = np.zeros(len(self._lat), dtype=np.int32)
         for vid, load in loads.items():
             slot = self._slot_of.get(vid)
             if slot is not None:
@@ -822,11 +845,19 @@ class VolunteerIndex:
             else:
                 hi *= 4
             hi = 1.0 if hi > 0.7 else hi
-        found = []
-        for ns, d, _, s in top:
-            a = int(active[s])
-            values = tuple(self._slot_figures(s, exp, d, a))
-            found.append(Hit(self._rec(s), d, -ns, values, int(self._effcap[s]), a))
+        slots = np.array([t[3] for t in top], dtype=np.intp)
+        dists = [t[1] for t in top]
+        values = self._figures(slots, np.array(dists), active, exp).T.tolist()
+        found = [
+            Hit(self._rec(s), d, -ns, tuple(v), c, a)
+            for (ns, d, _, s), v, c, a in zip(
+                top,
+                values,
+                self._effcap[slots].tolist(),
+                active[slots].tolist(),
+                strict=True,
+            )
+        ]
         return Hits(found, considered, k is None or len(found) < k)
 
     def best(
