@@ -2,8 +2,8 @@
 pending single-slot requests and their eligible volunteers, instead of first come, first served.
 Pure: no I/O; the caller reserves the chosen capacity afterwards, as for single decisions.
 
-Eligibility and score are exactly `policy.ineligibility` and `policy.score`; the cost of a
-pair is `1 - score`.
+Eligibility and score are exactly `policy.ineligibility` and `policy.score` (with the index's
+history of each volunteer); the cost of a pair is `1 - score`.
 
 How 2,000 requests x 20,000 volunteers stays fast:
 
@@ -15,12 +15,13 @@ How 2,000 requests x 20,000 volunteers stays fast:
 * **Sparse, pruned graph.** A request keeps at most `max_candidates` eligible volunteers, its
   best by score, plus the volunteer greedy gives it (see below). No dense requests x volunteers
   matrix is ever built.
-* **Capacity as columns.** A volunteer with free capacity c gets c columns (units). Unit k
-  costs `1 - score` with `Load(active + k, total + k)`, i.e. the score the volunteer would have
-  after taking k requests of this batch. Unit costs only grow with k, and the growth does not
-  depend on the request. So an optimal solution fills a volunteer's units in order, and its
-  total cost is the cost of making those assignments one after another. A volunteer gets only
-  as many units as it has requests listing it.
+* **Capacity as columns.** A volunteer with free capacity c (under the newcomer rule,
+  `policy.effective_capacity`) gets c columns (units). Unit k costs `1 - score` with the
+  workload of `active + k`, i.e. the score the volunteer would have after taking k requests of
+  this batch (the history changes at completion, not at assignment). Unit costs only grow
+  with k, and the growth does not depend on the request. So an optimal solution fills a
+  volunteer's units in order, and its total cost is the cost of making those assignments one
+  after another. A volunteer gets only as many units as it has requests listing it.
 * **Everyone gets an answer.** Each request also has its own "unassigned" column with a penalty
   larger than any possible saving (`n + 3` against edge weights in [1, 2]). The solver then
   maximises the number of assigned requests first and minimises the cost second.

@@ -5,7 +5,11 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
 
 * Every volunteer has a *slot*: a row in numpy columns (home lat/lon in radians, cos lat, unit
   vector, radius and its squared chord, capacity, bit masks of skills/certifications/
-  languages, schedule id, 0.1° cell). Removed slots are reused.
+  languages, schedule id, 0.1° cell, the span of its schedule exceptions, its load — mirrored
+  from `loads`, the `LoadTable` the service uses as its load cache — and its history from
+  `set_stats`: effective capacity, completions, recent hours, stars, completions per service
+  type, and the rounded contributions that depend on neither request nor load). Removed
+  slots are reused. Scoring reads only these columns: no per-candidate dict lookup.
 * Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
   split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
   cells of a quarter of its radius (at least 2 km). A bucket (grid, band, cell) holds slots:
@@ -13,21 +17,26 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
 
 `search` (and `best`, which adds the explanation) is best-first by an upper bound on the
 score. For an eligible volunteer at distance d with radius r the score is at most
-0.45 (1 - d/r) + 0.55 (fairness, newcomer and language at their weights). It works in rounds
-of growing ρ = d/r (0.05 first, then x4, or straight to the ρ below which nothing can beat the
-k-th best): a round gathers, from the grid of the request's rarest required skill, the
-buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R, and filters
-them in numpy (d ≤ r, other skills, certifications, language, weekly availability memoised
-per schedule id and window; in batch mode also capacity, with fairness and newcomer in the
-bound). Reachable volunteers beyond this round's ρ wait for the next round. In order of the
-bound, the policy's remaining checks run exactly in Python (haversine, radius, load) and the
-exact `policy.score_total` is computed. The search stops when the k-th best exact score beats
-the bound of everything not yet checked (with a 1e-3 margin for rounding), so its answer is
-what `policy.rank` would put first, with the same score and tie-break (-score, distance, id).
+0.45 (1 - d/r) + the largest possible rest (fairness, experience at their weights, plus the
+largest recent-hours + rating + newcomer contributions anyone has, plus language). It works
+in rounds of growing ρ = d/r (0.05 first, then x4, or straight to the ρ below which nothing
+can beat the k-th best): a round gathers, from the grid of the request's rarest required
+skill, the buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
+and filters them in numpy (capacity under the newcomer rule, other skills, certifications,
+language, weekly availability memoised per schedule id and window, then d ≤ r). Reachable
+volunteers beyond this round's ρ wait for the next round. Every other criterion's rounded
+contribution is computed in numpy with the policy's own rounding (`policy.round4`), so the
+bound is nearly exact; in order of the bound, the exact haversine distance (and, for the few
+with schedule exceptions near the window, the exceptions) is checked in Python and the
+contributions are added in `WEIGHTS` order: the same float as `policy.score_total`. The
+search stops when the k-th best exact score beats the bound of everything not yet checked
+(with a 1e-3 margin for rounding), so its answer is what `policy.rank` would put first, with
+the same score and tie-break (-score, distance, id).
 
 The search does not look at every nearby volunteer, so it gives no rejection reasons:
-`full_rank` is the full pass (`policy.rank` over `nearby`, counted in numpy), for the reasons
-of a request nobody can take.
+`full_rank` is the full pass (`policy.rank` over `nearby`), for the reasons of a request
+nobody can take, counted in numpy over the holders of the required skills in the 0.1° cells
+within the largest radius (the holders of a skill are cached between changes).
 """
 
 from __future__ import annotations
@@ -262,7 +271,9 @@ class VolunteerIndex:
         self._cell_deg = [
             max(MIN_CELL_KM, e / CELL_PER_RADIUS) / _KM_PER_DEG for e in BAND_EDGES_KM
         ]
-        self._stats: dict[str, VolunteerStats] = {}
+        # histories of volunteers not in the index (yet, or any more); the others' live only
+        # in the columns (no object per volunteer: memory)
+        self._unplaced: dict[str, VolunteerStats] = {}
         self._static_max = 0.0
         self._holders_of: dict[int, np.ndarray] = {}  # skill mask -> slots (`_holders`)
         self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
@@ -342,7 +353,7 @@ class VolunteerIndex:
             self._exc_lo[slot], self._exc_hi[slot] = math.inf, -math.inf
         load = self.loads.get(vol.id)
         self._active[slot], self._total[slot] = (load.active, load.total) if load else (0, 0)
-        self._stats_columns(slot, vol, self._stats.get(vol.id, NO_STATS))
+        self._stats_columns(slot, vol, self._unplaced.pop(vol.id, NO_STATS))
         b, key = self._place(vol)
         self._band_rmax[b] = max(self._band_rmax[b], vol.radius_km)
         for g in (None, *set(vol.skills)):
@@ -379,6 +390,9 @@ class VolunteerIndex:
                 bucket = cells[key] = bucket[bucket != slot]
             if len(bucket) == 0:
                 del cells[key]
+        history = self._stats_at(slot)
+        if history != NO_STATS:  # kept for a return (or the `put` of a new version)
+            self._unplaced[volunteer_id] = history
         self._recs[slot] = None
         self._ids[slot] = None
         self._row[slot] = self._col[slot] = _NO_CELL
@@ -406,15 +420,23 @@ class VolunteerIndex:
 
     def set_stats(self, volunteer_id: str, stats: VolunteerStats) -> None:
         """A volunteer's history changed (or was loaded at start-up)."""
-        old = self._stats.get(volunteer_id, NO_STATS)
-        self._stats[volunteer_id] = stats
         slot = self._slot_of.get(volunteer_id)
         if slot is None:
+            self._unplaced[volunteer_id] = stats
             return
-        for t in old.by_type:
-            if t not in stats.by_type:
-                self._exp[t][slot] = 0
+        for col in self._exp.values():
+            col[slot] = 0
         self._stats_columns(slot, self._rec(slot), stats)
+
+    def _stats_at(self, slot: int) -> VolunteerStats:
+        by_type = {t: int(col[slot]) for t, col in self._exp.items() if col[slot]}
+        return VolunteerStats(
+            completed=int(self._done[slot]),
+            recent_hours=float(self._recent_h[slot]),
+            by_type=by_type,
+            stars_sum=float(self._stars_sum[slot]),
+            stars_n=int(self._stars_n[slot]),
+        )
 
     def _stats_columns(self, slot: int, vol: VolunteerRecord, stats: VolunteerStats) -> None:
         self._done[slot] = stats.completed
@@ -435,11 +457,17 @@ class VolunteerIndex:
             col[slot] = n
 
     def stats_of(self, volunteer_id: str) -> VolunteerStats:
-        return self._stats.get(volunteer_id, NO_STATS)
+        slot = self._slot_of.get(volunteer_id)
+        if slot is None:
+            return self._unplaced.get(volunteer_id, NO_STATS)
+        return self._stats_at(slot)
 
-    def stats(self) -> Mapping[str, VolunteerStats]:
-        """Every volunteer's history known (for `policy.rank(..., stats=...)`)."""
-        return self._stats
+    def stats(self) -> dict[str, VolunteerStats]:
+        """Every volunteer's history known, built from the columns (for `policy.rank(...,
+        stats=...)` in tests and benchmarks)."""
+        out = dict(self._unplaced)
+        out.update((vid, self._stats_at(slot)) for vid, slot in self._slot_of.items())
+        return out
 
     def score(
         self, vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float

@@ -36,7 +36,7 @@ NEWCOMER_COMPLETIONS = 3  # fewer completed assignments than this: a newcomer
 NEWCOMER_CAPACITY = 1  # a newcomer's concurrent assignments at most
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Load:
     """A volunteer's current work, as matching records it."""
 
@@ -44,7 +44,7 @@ class Load:
     total: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VolunteerStats:
     """A volunteer's history, as matching's own events record it (`app.volunteer_stats`)."""
 
