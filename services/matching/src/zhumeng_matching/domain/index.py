@@ -255,10 +255,8 @@ class VolunteerIndex:
     _p_new: np.ndarray
 
     def __init__(self) -> None:
-        self._by_id: dict[str, VolunteerRecord] = {}
         self._slot_of: dict[str, int] = {}
         self._recs: list[VolunteerRecord | None] = []
-        self._ids: list[str | None] = []  # by slot, for dict lookups in bulk
         self._free: list[int] = []
         self._skills_t, self._certs_t, self._langs_t = _Tokens(), _Tokens(), _Tokens()
         self._skill_n: dict[str, int] = {}
@@ -302,7 +300,6 @@ class VolunteerIndex:
         if slot >= len(self._lat):
             self._alloc(max(1024, 2 * len(self._lat)))
         self._recs.append(None)
-        self._ids.append(None)
         return slot
 
     def _place(self, vol: VolunteerRecord) -> tuple[int, int]:
@@ -315,19 +312,18 @@ class VolunteerIndex:
     # ------------------------------------------------------------------ changes
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._slot_of)
 
     def get(self, volunteer_id: str) -> VolunteerRecord | None:
-        return self._by_id.get(volunteer_id)
+        slot = self._slot_of.get(volunteer_id)
+        return None if slot is None else self._recs[slot]
 
     def put(self, vol: VolunteerRecord) -> None:
         self.remove(vol.id)
         self._holders_of.clear()
         slot = self._new_slot()
-        self._by_id[vol.id] = vol
         self._slot_of[vol.id] = slot
         self._recs[slot] = vol
-        self._ids[slot] = vol.id
         lat = math.radians(vol.home.lat)
         self._lat[slot] = lat
         self._lon[slot] = math.radians(vol.home.lon)
@@ -373,10 +369,10 @@ class VolunteerIndex:
         self.max_radius_km = max(self.max_radius_km, vol.radius_km)
 
     def remove(self, volunteer_id: str) -> None:
-        old = self._by_id.pop(volunteer_id, None)
-        if old is None:
+        slot = self._slot_of.pop(volunteer_id, None)
+        if slot is None:
             return
-        slot = self._slot_of.pop(volunteer_id)
+        old = self._rec(slot)
         self._holders_of.clear()
         b, key = self._place(old)
         for g in (None, *set(old.skills)):
@@ -394,7 +390,6 @@ class VolunteerIndex:
         if history != NO_STATS:  # kept for a return (or the `put` of a new version)
             self._unplaced[volunteer_id] = history
         self._recs[slot] = None
-        self._ids[slot] = None
         self._row[slot] = self._col[slot] = _NO_CELL
         for col in self._exp.values():
             col[slot] = 0
@@ -408,7 +403,7 @@ class VolunteerIndex:
             self.put(record)
 
     def all(self) -> list[VolunteerRecord]:
-        return list(self._by_id.values())
+        return [v for v in self._recs if v is not None]
 
     # ------------------------------------------------------------------ loads and history
 
@@ -550,7 +545,7 @@ class VolunteerIndex:
     def _nearby_slots(self, lat: float, lon: float, required_skills: Iterable[str]) -> np.ndarray:
         need = list(dict.fromkeys(required_skills))
         mask, exact, possible = self._skills_t.need(need)
-        if not possible or not self._by_id:
+        if not possible or not self._slot_of:
             return np.zeros(0, dtype=np.intp)
         cells = cells_within(lat, lon, self.max_radius_km)
         (lo_r, lo_c), (hi_r, hi_c) = cells[0], cells[-1]
