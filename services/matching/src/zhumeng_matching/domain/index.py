@@ -12,14 +12,15 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
   slots are reused. Scoring reads only these columns: no per-candidate dict lookup.
 * Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
   split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
-  cells of a quarter of its radius (at least 2 km). A bucket (grid, band, cell) holds slots:
+  cells of half its radius (at least 3 km; fewer, fuller buckets: the Python work is per
+  bucket, numpy filters the extra volunteers cheaply). A bucket (grid, band, cell) holds slots:
   a list while it is being changed, an int array once it was searched.
 
 `search` (and `best`, which adds the explanation) is best-first by an upper bound on the
 score. For an eligible volunteer at distance d with radius r the score is at most
 0.45 (1 - d/r) + the largest possible rest (fairness, experience at their weights, plus the
 largest recent-hours + rating + newcomer contributions anyone has, plus language). It works
-in rounds of growing ρ = d/r (0.05 first, then x4, or straight to the ρ below which nothing
+in rounds of growing ρ = d/r (0.15 first, then x4, or straight to the ρ below which nothing
 can beat the k-th best): a round gathers, from the grid of the request's rarest required
 skill, the buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
 and filters them in numpy (capacity under the newcomer rule, other skills, certifications,
@@ -70,8 +71,8 @@ BAND_EDGES_KM: tuple[float, ...] = (
     *(2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0),
     *(25.0, 30.0, 40.0, 50.0, 70.0, 100.0, 140.0, 200.0),
 )
-MIN_CELL_KM = 2.0
-CELL_PER_RADIUS = 4.0
+MIN_CELL_KM = 3.0
+CELL_PER_RADIUS = 2.0
 _KM_PER_DEG = 111.0  # only sizes cells; the search boxes are exact spherical bounds
 _OFF = 1 << 20  # cell keys: ((row + _OFF) << 21) | (col + _OFF)
 _COL_MASK = (1 << 21) - 1
@@ -87,7 +88,7 @@ _REST_ORDER = ("fairness", "recent_hours", "experience", "rating", "newcomer", "
 assert tuple(WEIGHTS) == ("distance", *_REST_ORDER)  # the order `_parts` adds them in
 _CHUNK = 32  # candidates converted to Python at a time in the exact pass
 _EPS = 1e-3  # > the rounding of score_total (4 parts and the sum, 0.5e-4 each)
-_FIRST_RHO = 0.05  # d/r of the first round; rounds then widen (x4) or jump to what is needed
+_FIRST_RHO = 0.15  # d/r of the first round; rounds then widen (x4) or jump to what is needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,9 +620,13 @@ class VolunteerIndex:
             inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
         counts.append(("out_of_radius", ok & ~inside))
         ok &= inside
+        # the later checks only on who is still in the running (most nearby volunteers are
+        # out of their own radius): fewer gathers from the columns
         active, _ = self.load_columns(loads)
-        full = active[pos] >= self._effcap[pos]  # the newcomer rule's capacity
-        counts.append(("no_capacity", ok & full))
+        idx = np.flatnonzero(ok)
+        full = np.zeros(len(pos), dtype=bool)
+        full[idx] = active[pos[idx]] >= self._effcap[pos[idx]]  # the newcomer rule's capacity
+        counts.append(("no_capacity", full))
         ok &= ~full
         lang = request.language
         if lang:
@@ -629,7 +634,9 @@ class VolunteerIndex:
             if not l_possible:
                 speaks = np.zeros(len(pos), dtype=bool)
             elif l_exact:
-                speaks = (self._langs[pos] & lmask) != 0
+                speaks = np.ones(len(pos), dtype=bool)
+                idx = np.flatnonzero(ok)
+                speaks[idx] = (self._langs[pos[idx]] & lmask) != 0
             else:
                 speaks = np.array([lang in self._rec(s).languages for s in pos.tolist()])
             counts.append(("language", ok & ~speaks))
