@@ -142,9 +142,9 @@ def _unit_total(o: _Option, k: int) -> float:
     return o.score if k == 0 else total_of(_unit_values(o, k))
 
 
-def _greedy(cands: _Candidates) -> tuple[BatchResult, dict[int, _Option]]:
+def _greedy(cands: _Candidates, explained: bool = True) -> tuple[BatchResult, dict[int, _Option]]:
     """Requests in the given (arrival) order; each takes its best volunteer with capacity left,
-    scored at its load so far."""
+    scored at its load so far. Without `explained`, only the picks count (no parts)."""
     taken: dict[str, int] = {}
     result = BatchResult()
     picks: dict[int, _Option] = {}
@@ -169,7 +169,7 @@ def _greedy(cands: _Candidates) -> tuple[BatchResult, dict[int, _Option]]:
             result.unassigned.append(r.request_id)
             continue
         _, o, k = best
-        s, parts = _unit_score(o, k)
+        s, parts = _unit_score(o, k) if explained else (-best[0][0], ())
         taken[o.vol.id] = taken.get(o.vol.id, 0) + 1
         picks[i] = o
         result.assignments.append(
@@ -255,7 +255,7 @@ def assign_batch(
     """The min-cost assignment of the batch: as many requests as possible, then the least
     total cost. Repeatable: same inputs, same result."""
     cands = _Candidates(requests, service_types, index, loads, max_candidates)
-    _, greedy_picks = _greedy(cands)
+    _, greedy_picks = _greedy(cands, explained=False)
     m, columns, per_request = _build(cands, max_candidates, greedy_picks)
     n = len(requests)
     result = BatchResult()

@@ -161,8 +161,11 @@ def total_of(values: tuple[float, ...] | list[float]) -> float:
 
 
 def explain(values: tuple[float, ...] | list[float]) -> tuple[float, tuple[ScorePart, ...]]:
+    # computed floats need no validation (this runs for every candidate returned)
     parts = tuple(
-        ScorePart(criterion=k, value=round4(v), weight=w, contribution=round4(v * w))
+        ScorePart.model_construct(
+            criterion=k, value=round4(v), weight=w, contribution=round4(v * w)
+        )
         for k, v, w in zip(CRITERIA, values, _W, strict=True)
     )
     return total_of(values), parts
