@@ -589,9 +589,9 @@ class VolunteerIndex:
     def full_rank(
         self, request: RequestPosted, service: ServiceTypeRecord, loads: Mapping[str, Load]
     ) -> Ranking:
-        """Exactly `policy.rank(request, service, self.nearby(...), loads)` (candidates,
-        `rejected` and `considered`), with the rejections counted in numpy: the reasons of
-        an unmatched request without a Python pass over thousands of volunteers."""
+        """Exactly `policy.rank(request, service, self.nearby(...), loads, self.stats())`
+        (candidates, `rejected` and `considered`), with the rejections counted in numpy: the
+        reasons of an unmatched request without a Python pass over thousands of volunteers."""
         lat, lon = request.location.lat, request.location.lon
         pos = self._nearby_slots(lat, lon, service.required_skills)
         ranking = Ranking(candidates=[], considered=len(pos))
