@@ -16,6 +16,7 @@ from zhumeng_contracts.events import (
     PlaceRecord,
     RequestCancelled,
     RequestPosted,
+    RequestRated,
     ServiceTypeRecord,
     TeamRecord,
     VolunteerRecord,
@@ -35,6 +36,7 @@ from .adapters.mongo_stores import (
     MongoOfferCounts,
     MongoQueue,
 )
+from .adapters.stats_store import MongoStatsStore
 from .adapters.trip_store import MongoTripStore
 from .app.batch_runner import BATCH_TIMER, BatchRunner
 from .app.escalation import ESCALATION_TIMER, EscalationService, ladder_factory
@@ -45,6 +47,7 @@ from .app.public_feed import PublicAssignmentsFeed
 from .app.review import ReviewService
 from .app.team_claims import TeamClaims
 from .app.trips_service import TripsService
+from .app.volunteer_stats import VolunteerStatsService
 from .domain import office_hours
 from .domain.index import VolunteerIndex
 from .entrypoints.batch_http import batch_router
@@ -101,7 +104,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         }
     )
 
-    loads = MongoLoadStore(runtime.db)
+    loads = MongoLoadStore(runtime.db, cache=index.loads)
     decisions = MongoDecisionStore(runtime.db)
     runtime.on_startup(loads.ensure_indexes)
     runtime.on_startup(decisions.ensure_indexes)
@@ -168,6 +171,26 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         decisions.get, lambda meta, event: publish_event(runtime.broker, meta, event)
     )
     runtime.consume(["matching.events.v1"], public_feed.handlers(), group=PUBLIC_FEED_GROUP)
+
+    # volunteers' histories (fairness, experience, rating, newcomer): loaded at start-up,
+    # kept by matching's own events, other replicas' changes polled (ADR 0008)
+    stats_store = MongoStatsStore(runtime.db)
+    stats = VolunteerStatsService(stats_store, index)
+    runtime.on_startup(stats_store.ensure_indexes)
+    runtime.on_startup(stats.refresh)
+    runtime.in_background(stats.run)
+
+    async def on_completed_stats(meta: EventMeta, event: Any) -> None:
+        await stats.on_completed(meta.id, event)
+
+    async def on_rated(meta: EventMeta, event: Any) -> None:
+        await stats.on_rated(meta.id, event)
+
+    runtime.consume(
+        ["matching.events.v1", "requests.events.v1"],
+        {AssignmentCompleted: on_completed_stats, RequestRated: on_rated},
+        group="zhumeng-matching-stats",
+    )
     current = principal_dependency(settings)
     app = create_app(
         runtime,

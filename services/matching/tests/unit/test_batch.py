@@ -11,7 +11,7 @@ from zhumeng_contracts.events.common import TimeWindow, WeeklySlot
 from zhumeng_matching.domain.batch import BatchResult, assign_batch, assign_greedy, cost_matrix
 from zhumeng_matching.domain.geo import haversine_km
 from zhumeng_matching.domain.index import VolunteerIndex
-from zhumeng_matching.domain.policy import Load, ineligibility, score
+from zhumeng_matching.domain.policy import Load, VolunteerStats, ineligibility, score
 from zhumeng_matching.examples import EVERY_DAY, WINDOW, request, service, volunteer
 
 pytestmark = pytest.mark.unit
@@ -67,10 +67,26 @@ def dehua(
     return reqs, vols, loads
 
 
-def index_of(vols: list[VolunteerRecord]) -> VolunteerIndex:
+def history(v: VolunteerRecord) -> VolunteerStats:
+    """A seeded history per volunteer: newcomers (capacity 1) and experienced ones."""
+    rng = random.Random(v.id)
+    done = rng.choice([0, 1, 3, 8, 20])
+    return VolunteerStats(
+        completed=done,
+        recent_hours=rng.uniform(0, 30) if done else 0.0,
+        by_type={"haircut": done // 2} if done else {},
+        stars_sum=4.5 * (done // 2),
+        stars_n=done // 2,
+    )
+
+
+def index_of(
+    vols: list[VolunteerRecord], stats: dict[str, VolunteerStats] | None = None
+) -> VolunteerIndex:
     index = VolunteerIndex()
     for v in vols:
         index.put(v)
+        index.set_stats(v.id, history(v) if stats is None else stats.get(v.id, VolunteerStats()))
     return index
 
 
@@ -91,12 +107,13 @@ def check_valid(
         vol, req = by_id[a.volunteer_id], by_req[a.request_id]
         d = haversine_km(req.location.lat, req.location.lon, vol.home.lat, vol.home.lon)
         load = loads.get(vol.id, Load())
-        assert ineligibility(vol, req, SERVICES[req.service_type_id], load, d) is None
+        assert ineligibility(vol, req, SERVICES[req.service_type_id], load, d, history(vol)) is None
         assert a.cost == pytest.approx(1 - a.score)
         assert a.score == pytest.approx(sum(p.contribution for p in a.parts), abs=1e-4)
         taken[vol.id] = taken.get(vol.id, 0) + 1
     for vid, n in taken.items():
-        assert loads.get(vid, Load()).active + n <= by_id[vid].capacity
+        cap = by_id[vid].capacity if history(by_id[vid]).completed >= 3 else 1
+        assert loads.get(vid, Load()).active + n <= cap
     assert result.total_cost == pytest.approx(sum(a.cost for a in result.assignments), abs=1e-3)
 
 
@@ -125,7 +142,7 @@ def test_hand_made_two_by_two_where_greedy_is_worse() -> None:
     r1 = request(request_id="r1", lat=25.49)
     r2 = request(request_id="r2", lat=25.39)
     reqs, vols = [r1, r2], [a, b]
-    index = index_of(vols)
+    index = index_of(vols, {})
 
     def cost(r: RequestPosted, v: VolunteerRecord) -> float:
         d = haversine_km(r.location.lat, r.location.lon, v.home.lat, v.home.lon)
@@ -145,7 +162,7 @@ def test_batch_assigns_more_when_greedy_blocks_the_only_candidate() -> None:
     a = volunteer("A", lat=25.49, radius_km=20, capacity=1)
     b = volunteer("B", lat=25.50, radius_km=5, capacity=1)  # cannot reach r2
     reqs = [request(request_id="r1", lat=25.49), request(request_id="r2", lat=25.39)]
-    index = index_of([a, b])
+    index = index_of([a, b], {})
     assert assign_greedy(reqs, SERVICES, index, {}).unassigned == ["r2"]
     batch = assign_batch(reqs, SERVICES, index, {})
     assert batch.volunteer_of() == {"r1": "B", "r2": "A"}
@@ -155,7 +172,7 @@ def test_batch_assigns_more_when_greedy_blocks_the_only_candidate() -> None:
 def test_capacity_is_respected_and_each_unit_is_scored_at_its_load() -> None:
     v = volunteer("V", capacity=3)
     reqs = [request(request_id=f"r{i}") for i in range(4)]
-    index = index_of([v])
+    index = index_of([v], {"V": VolunteerStats(completed=3)})
     loads = {"V": Load(active=1, total=5)}  # two units free
     for result in (
         assign_batch(reqs, SERVICES, index, loads),
@@ -171,6 +188,15 @@ def test_capacity_is_respected_and_each_unit_is_scored_at_its_load() -> None:
     # a full volunteer gets nothing
     full = assign_batch(reqs, SERVICES, index, {"V": Load(active=3, total=3)})
     assert full.assigned == 0
+
+
+def test_a_newcomer_takes_one_request_of_a_batch() -> None:
+    v = volunteer("V", capacity=3)  # no completion yet: one assignment at a time
+    reqs = [request(request_id=f"r{i}") for i in range(3)]
+    for stats, assigned in (({}, 1), ({"V": VolunteerStats(completed=2)}, 1)):
+        index = index_of([v], stats)
+        assert assign_batch(reqs, SERVICES, index, {}).assigned == assigned
+        assert assign_greedy(reqs, SERVICES, index, {}).assigned == assigned
 
 
 def test_ineligible_pairs_are_never_assigned_nor_in_the_matrix() -> None:
@@ -204,8 +230,9 @@ def test_cost_matrix_holds_one_minus_score_for_eligible_pairs_only() -> None:
         vol = by_id[vid]
         base = loads.get(vid, Load())
         d = haversine_km(req.location.lat, req.location.lon, vol.home.lat, vol.home.lon)
-        assert ineligibility(vol, req, SERVICES[req.service_type_id], base, d) is None
-        s, _ = score(vol, req, Load(base.active + unit, base.total + unit), d)
+        st = history(vol)
+        assert ineligibility(vol, req, SERVICES[req.service_type_id], base, d, st) is None
+        s, _ = score(vol, req, Load(base.active + unit, base.total + unit), d, st)
         assert w - 1 == pytest.approx(1 - s)
         seen.add((i, vid))
     # every eligible pair is there (unpruned)
@@ -213,7 +240,8 @@ def test_cost_matrix_holds_one_minus_score_for_eligible_pairs_only() -> None:
         for vol in vols:
             d = haversine_km(req.location.lat, req.location.lon, vol.home.lat, vol.home.lon)
             load = loads.get(vol.id, Load())
-            eligible = ineligibility(vol, req, SERVICES[req.service_type_id], load, d) is None
+            svc = SERVICES[req.service_type_id]
+            eligible = ineligibility(vol, req, svc, load, d, history(vol)) is None
             assert eligible == ((i, vol.id) in seen)
 
 

@@ -9,7 +9,14 @@ import pytest
 from zhumeng_contracts.events import RequestPosted, VolunteerRecord
 from zhumeng_contracts.events.common import TimeWindow, WeeklySlot
 from zhumeng_matching.domain.index import VolunteerIndex
-from zhumeng_matching.domain.policy import Candidate, Load, rank, score, score_total
+from zhumeng_matching.domain.policy import (
+    Candidate,
+    Load,
+    VolunteerStats,
+    rank,
+    score,
+    score_total,
+)
 from zhumeng_matching.examples import EVERY_DAY, WINDOW, request, service, volunteer
 
 pytestmark = pytest.mark.unit
@@ -47,11 +54,15 @@ WINDOWS = [
 ]
 
 
+Stats = dict[str, VolunteerStats]
+
+
 def county(
     n_vols: int, n_reqs: int, seed: int
-) -> tuple[list[VolunteerRecord], dict[str, Load], list[RequestPosted]]:
-    """Seeded volunteers around a few towns (some on the same spot, to exercise ties), with
-    loads that leave some at full capacity, and requests of every kind."""
+) -> tuple[list[VolunteerRecord], dict[str, Load], list[RequestPosted], Stats]:
+    """Seeded volunteers around a few towns (some on the same spot, to exercise ties), some on
+    leave, with loads that leave some at full capacity, histories from newcomers to veterans,
+    and requests of every kind."""
     rng = random.Random(seed)
 
     def place() -> tuple[float, float]:
@@ -81,6 +92,13 @@ def county(
             certs.append("driver_license")
         if "dental" in skills:
             certs.append("dentist_license")
+        away = rng.choice(WINDOWS)
+        leave = [
+            TimeWindow(
+                start=away.start - timedelta(hours=rng.choice([0, 1, 24])),
+                end=away.start + timedelta(minutes=rng.choice([30, 90, 600])),
+            )
+        ]
         vols.append(
             volunteer(
                 f"v{i:05d}",
@@ -92,8 +110,21 @@ def county(
                 availability=rng.choice(SCHEDULES),
                 capacity=rng.choice([1, 1, 2, 3]),
                 languages=["mandarin", "minnan"] if rng.random() < 0.5 else ["mandarin"],
+                unavailable=leave if rng.random() < 0.15 else [],
             )
         )
+    stats: Stats = {}
+    for v in vols:
+        if rng.random() < 0.6:
+            done = rng.choice([1, 2, 3, 4, 10, 40])
+            rated = rng.randint(0, done)
+            stats[v.id] = VolunteerStats(
+                completed=done,
+                recent_hours=rng.choice([0.0, 1.5, 6.0, 12.25, 30.0]),
+                by_type={t: rng.randint(0, done) for t in rng.sample(list(SERVICES), 2)},
+                stars_sum=float(sum(rng.randint(3, 5) for _ in range(rated))),
+                stars_n=rated,
+            )
     loads = {}
     for v in vols:
         x = rng.random()
@@ -114,19 +145,25 @@ def county(
                 language="minnan" if rng.random() < 0.2 else None,
             )
         )
-    return vols, loads, reqs
+    return vols, loads, reqs, stats
 
 
-def index_of(vols: list[VolunteerRecord]) -> VolunteerIndex:
+def index_of(vols: list[VolunteerRecord], stats: Stats | None = None) -> VolunteerIndex:
     index = VolunteerIndex()
+    for vid, st in (stats or {}).items():  # histories may be known before the record
+        if vid[-1] in "13579":
+            index.set_stats(vid, st)
     for v in vols:
         index.put(v)
+    for vid, st in (stats or {}).items():
+        index.set_stats(vid, st)
     return index
 
 
 def full(index: VolunteerIndex, r: RequestPosted, loads: dict[str, Load]):  # type: ignore[no-untyped-def]
     svc = SERVICES[r.service_type_id]
-    return rank(r, svc, index.nearby(r.location.lat, r.location.lon, svc.required_skills), loads)
+    near = index.nearby(r.location.lat, r.location.lon, svc.required_skills)
+    return rank(r, svc, near, loads, index.stats())
 
 
 def same(a: list[Candidate], b: list[Candidate]) -> None:
@@ -137,8 +174,8 @@ def same(a: list[Candidate], b: list[Candidate]) -> None:
 
 @pytest.fixture(scope="module")
 def seeded() -> tuple[list[VolunteerRecord], dict[str, Load], list[RequestPosted], VolunteerIndex]:
-    vols, loads, reqs = county(3000, 400, seed=17)
-    return vols, loads, reqs, index_of(vols)
+    vols, loads, reqs, stats = county(3000, 400, seed=17)
+    return vols, loads, reqs, index_of(vols, stats)
 
 
 def test_best_is_what_rank_puts_first(seeded) -> None:  # type: ignore[no-untyped-def]
@@ -171,17 +208,45 @@ def test_search_all_and_with_load_columns_match_rank(seeded) -> None:  # type: i
 
 def test_full_rank_counts_the_same_reasons(seeded) -> None:  # type: ignore[no-untyped-def]
     _vols, loads, reqs, index = seeded
+    reasons: set[str] = set()
     for r in reqs[:120]:
         expected = full(index, r, loads)
         got = index.full_rank(r, SERVICES[r.service_type_id], loads)
         assert dict(got.rejected) == dict(expected.rejected)
         assert got.considered == expected.considered
         same(got.candidates, expected.candidates)
+        reasons |= set(got.rejected)
+    assert {"no_capacity", "not_available", "unavailable", "out_of_radius"} <= reasons
+
+
+def test_the_index_own_load_table_and_history_follow_changes() -> None:
+    vols, loads, reqs, stats = county(800, 60, seed=8)
+    index = index_of(vols, stats)
+    index.loads.update(loads)  # the load cache the service shares with the index
+    rng = random.Random(4)
+    for v in rng.sample(vols, 150):
+        x = rng.random()
+        if x < 0.3:
+            index.loads[v.id] = Load(active=rng.randint(0, v.capacity), total=9)
+        elif x < 0.4:
+            index.loads.pop(v.id, None)
+        elif x < 0.7:
+            index.set_stats(v.id, VolunteerStats(completed=rng.randint(0, 9), recent_hours=3.0))
+        else:
+            index.set_stats(v.id, VolunteerStats(by_type={"haircut": 4}, stars_sum=5, stars_n=1))
+    own = dict(index.loads)
+    for r in reqs:
+        svc = SERVICES[r.service_type_id]
+        expected = full(index, r, own)
+        same(index.best(r, svc, index.loads, 5).candidates, expected.candidates[:5])
+        got = index.full_rank(r, svc, index.loads)
+        assert dict(got.rejected) == dict(expected.rejected)
+        same(got.candidates, expected.candidates)
 
 
 def test_index_follows_changes() -> None:
-    vols, loads, reqs = county(800, 80, seed=5)
-    index = index_of(vols)
+    vols, loads, reqs, stats = county(800, 80, seed=5)
+    index = index_of(vols, stats)
     rng = random.Random(9)
     for v in rng.sample(vols, 200):  # move, change radius band, skills; or leave
         if rng.random() < 0.3:
@@ -206,12 +271,13 @@ def test_index_follows_changes() -> None:
 
 
 def test_score_total_is_score_without_parts() -> None:
-    vols, loads, reqs = county(300, 40, seed=3)
+    vols, loads, reqs, stats = county(300, 40, seed=3)
     for r in reqs:
         for v in vols:
             load = loads.get(v.id, Load())
             d = random.Random(v.id).uniform(0, v.radius_km)
-            assert score_total(v, r, load, d) == score(v, r, load, d)[0]
+            st = stats.get(v.id, VolunteerStats())
+            assert score_total(v, r, load, d, st) == score(v, r, load, d, st)[0]
 
 
 def test_no_candidate_when_a_skill_or_language_is_unknown() -> None:

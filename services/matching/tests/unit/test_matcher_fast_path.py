@@ -8,7 +8,7 @@ from zhumeng_contracts.events import ServiceTypeRecord
 from zhumeng_kit.views import View
 from zhumeng_matching.app.matcher import Matcher
 from zhumeng_matching.domain.index import VolunteerIndex
-from zhumeng_matching.domain.policy import Load, rank
+from zhumeng_matching.domain.policy import Load, VolunteerStats, rank
 from zhumeng_matching.examples import request, service, volunteer
 from zhumeng_matching.fakes import FakeDecisions
 
@@ -77,3 +77,36 @@ async def test_everyone_refused_gives_the_reasons_of_the_full_pass() -> None:
     assert await m.on_request_posted("e1", r) == "unmatched"
     assert sorted(loads.attempts) == sorted(f"v{i:02d}" for i in range(12))  # each once
     assert decisions.docs["r1"]["reasons"] == {"no_capacity": 12, "out_of_radius": 1}
+
+
+class CapacityRecordingLoads(RefusingLoads):
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.capacities: list[int] = []
+
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+        """The store's guard: refused at the capacity given (the cache stays empty)."""
+        self.capacities.append(capacity)
+        if sum(v == volunteer_id for v in self.held.values()) >= capacity:
+            self.attempts.append(volunteer_id)
+            return False
+        return await super().reserve(volunteer_id, request_id, capacity)
+
+
+async def test_a_newcomer_is_reserved_with_the_newcomer_capacity() -> None:
+    index = VolunteerIndex()
+    index.put(volunteer("new", capacity=3))
+    index.put(volunteer("old", capacity=3, lon=118.30))
+    index.set_stats("old", VolunteerStats(completed=3))
+    loads = CapacityRecordingLoads()
+    m, _ = matcher(index, loads)
+    for rid in ("r1", "r2"):
+        assert await m.on_request_posted(f"e_{rid}", request(request_id=rid)) == "assigned"
+    # the atomic guard gets the capacity the policy allows: one at a time for the newcomer,
+    # so a stale cache cannot give a newcomer a second assignment
+    assert list(zip(loads.attempts, loads.capacities, strict=True)) == [
+        ("new", 1),
+        ("new", 1),
+        ("old", 3),
+    ]
+    assert loads.held == {"r1": "new", "r2": "old"}

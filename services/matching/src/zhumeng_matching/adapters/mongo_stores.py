@@ -19,9 +19,11 @@ DECISIONS = "decisions"
 
 
 class MongoLoadStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], cache: dict[str, Load] | None = None) -> None:
+        """`cache`: where the known loads are kept — the index's load table, which mirrors
+        them into its numpy columns (ADR 0008)."""
         self._coll = db[LOADS]
-        self._cache: dict[str, Load] = {}
+        self._cache: dict[str, Load] = {} if cache is None else cache
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_index([("active", ASCENDING)], name="by_active_request")

@@ -34,7 +34,7 @@ from ..domain import lifecycle as lc
 from ..domain.escalation import widened_candidates
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
-from ..domain.policy import Candidate, Load, score
+from ..domain.policy import Candidate, Load
 from .ports import DecisionStore, LoadStore, Timers
 
 SOURCE = "zhumeng/matching"
@@ -108,12 +108,13 @@ class LifecycleService:
             raise NotFound(f"no offer {offer_id!r} for you")
         request = RequestPosted.model_validate(doc["posted"])
         d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
-        total, parts = score(vol, request, self._loads.cached().get(vol.id, Load()), d)
-        candidate = Candidate(vol, d, total, parts)
+        # scored with the volunteer's history; its record carries the effective capacity (a
+        # newcomer's is 1), which the guarded reservation enforces
+        candidate = self._index.candidate(vol, request, self._loads.cached().get(vol.id, Load()), d)
         now = datetime.now(UTC)
         match = await self._with_capacity(
             vol.id,
-            vol.capacity,
+            candidate.volunteer.capacity,
             request_id,
             lambda m: lc.accept_offer(m, offer_id, vol.id, candidate, now),
         )
@@ -178,11 +179,10 @@ class LifecycleService:
             raise NotFound(f"no open slot of request {request_id!r} for {volunteer_id!r}")
         request = RequestPosted.model_validate(doc["posted"])
         d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
-        total, parts = score(vol, request, self._loads.cached().get(vol.id, Load()), d)
-        candidate = Candidate(vol, d, total, parts)
+        candidate = self._index.candidate(vol, request, self._loads.cached().get(vol.id, Load()), d)
         now = datetime.now(UTC)
         return await self._with_capacity(
-            vol.id, vol.capacity, request_id, lambda m: command(m, candidate, now)
+            vol.id, candidate.volunteer.capacity, request_id, lambda m: command(m, candidate, now)
         )
 
     async def _with_capacity(

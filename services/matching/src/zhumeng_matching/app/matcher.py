@@ -33,7 +33,7 @@ from ..adapters.match_codec import encode as encode_match
 from ..domain import lifecycle as lc
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
-from ..domain.policy import Candidate, Load, score
+from ..domain.policy import Candidate, Load
 from .escalation import EscalationService
 from .lifecycle_service import encode as encode_with_review
 from .ports import DecisionStore, LoadStore, OfferCascade
@@ -195,8 +195,7 @@ class Matcher:
             if vol is None:
                 continue
             d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
-            total, parts = score(vol, request, Load(), d)
-            held.append(Candidate(vol, d, total, parts))
+            held.append(self._index.candidate(vol, request, Load(), d))
         return held
 
     async def _assign(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -12,20 +13,46 @@ from zhumeng_contracts.events.common import TimeWindow, WeeklySlot
 LOCAL = ZoneInfo("Asia/Shanghai")
 
 
-def longest_overlap_min(slots: list[WeeklySlot], window: TimeWindow) -> float:
-    """The longest stretch of the window, in minutes, inside one weekly slot."""
+def _pieces(slots: list[WeeklySlot], window: TimeWindow) -> list[tuple[datetime, datetime]]:
+    """The window cut by the weekly slots: (start, end) of each overlap, local time."""
     start = window.start.astimezone(LOCAL)
     end = window.end.astimezone(LOCAL)
-    best = 0.0
+    out = []
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day < end:
         for slot in slots:
             if slot.weekday != day.weekday():
                 continue
-            s = day.replace(hour=slot.start.hour, minute=slot.start.minute)
-            e = day.replace(hour=slot.end.hour, minute=slot.end.minute)
-            best = max(best, (min(e, end) - max(s, start)).total_seconds() / 60)
+            s = max(start, day.replace(hour=slot.start.hour, minute=slot.start.minute))
+            e = min(end, day.replace(hour=slot.end.hour, minute=slot.end.minute))
+            if e > s:
+                out.append((s, e))
         day += timedelta(days=1)  # no daylight saving in Asia/Shanghai
+    return out
+
+
+def longest_overlap_min(slots: list[WeeklySlot], window: TimeWindow) -> float:
+    """The longest stretch of the window, in minutes, inside one weekly slot."""
+    return max(((e - s).total_seconds() / 60 for s, e in _pieces(slots, window)), default=0.0)
+
+
+def longest_free_min(
+    slots: list[WeeklySlot], unavailable: Sequence[TimeWindow], window: TimeWindow
+) -> float:
+    """The longest stretch of the window inside one weekly slot and outside every exception
+    (leave, illness: absolute times)."""
+    best = 0.0
+    gaps = sorted((x.start, x.end) for x in unavailable)
+    for s, e in _pieces(slots, window):
+        for gs, ge in gaps:
+            if ge <= s or gs >= e:
+                continue
+            best = max(best, (min(gs, e) - s).total_seconds() / 60)
+            s = max(s, ge)
+            if s >= e:
+                break
+        if s < e:
+            best = max(best, (e - s).total_seconds() / 60)
     return best
 
 
@@ -34,6 +61,18 @@ def covers(slots: list[WeeklySlot], window: TimeWindow, needed_min: float) -> bo
     shorter than that, the whole window)."""
     window_min = (window.end - window.start).total_seconds() / 60
     return longest_overlap_min(slots, window) >= min(needed_min, window_min) - 1e-9
+
+
+def covers_despite(
+    slots: list[WeeklySlot],
+    unavailable: Sequence[TimeWindow],
+    window: TimeWindow,
+    needed_min: float,
+) -> bool:
+    """`covers`, with the service interval also outside every schedule exception."""
+    window_min = (window.end - window.start).total_seconds() / 60
+    need = min(needed_min, window_min) - 1e-9
+    return longest_free_min(slots, unavailable, window) >= need
 
 
 ScheduleKey = tuple[tuple[int, object, object], ...]

@@ -2,8 +2,8 @@
 pending single-slot requests and their eligible volunteers, instead of first come, first served.
 Pure: no I/O; the caller reserves the chosen capacity afterwards, as for single decisions.
 
-Eligibility and score are exactly `policy.ineligibility` and `policy.score`; the cost of a
-pair is `1 - score`.
+Eligibility and score are exactly `policy.ineligibility` and `policy.score` (with the index's
+history of each volunteer); the cost of a pair is `1 - score`.
 
 How 2,000 requests x 20,000 volunteers stays fast:
 
@@ -15,12 +15,13 @@ How 2,000 requests x 20,000 volunteers stays fast:
 * **Sparse, pruned graph.** A request keeps at most `max_candidates` eligible volunteers, its
   best by score, plus the volunteer greedy gives it (see below). No dense requests x volunteers
   matrix is ever built.
-* **Capacity as columns.** A volunteer with free capacity c gets c columns (units). Unit k
-  costs `1 - score` with `Load(active + k, total + k)`, i.e. the score the volunteer would have
-  after taking k requests of this batch. Unit costs only grow with k, and the growth does not
-  depend on the request. So an optimal solution fills a volunteer's units in order, and its
-  total cost is the cost of making those assignments one after another. A volunteer gets only
-  as many units as it has requests listing it.
+* **Capacity as columns.** A volunteer with free capacity c (under the newcomer rule,
+  `policy.effective_capacity`) gets c columns (units). Unit k costs `1 - score` with the
+  workload of `active + k`, i.e. the score the volunteer would have after taking k requests of
+  this batch (the history changes at completion, not at assignment). Unit costs only grow
+  with k, and the growth does not depend on the request. So an optimal solution fills a
+  volunteer's units in order, and its total cost is the cost of making those assignments one
+  after another. A volunteer gets only as many units as it has requests listing it.
 * **Everyone gets an answer.** Each request also has its own "unassigned" column with a penalty
   larger than any possible saving (`n + 3` against edge weights in [1, 2]). The solver then
   maximises the number of assigned requests first and minimises the cost second.
@@ -46,13 +47,13 @@ from scipy.sparse.csgraph import (  # type: ignore[import-untyped]
     min_weight_full_bipartite_matching,
 )
 
-from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
+from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord
 from zhumeng_contracts.events.matching import ScorePart
 
 from .index import Hit, Hits, VolunteerIndex
-from .policy import Load, score, score_total
+from .policy import Load, explain, total_of, workload_figure
 
-DEFAULT_MAX_CANDIDATES = 24
+DEFAULT_MAX_CANDIDATES = 12
 
 
 @dataclass(frozen=True)
@@ -125,20 +126,25 @@ def _rank_key(o: _Option) -> tuple[float, float, str]:
     return (-o.score, o.distance_km, o.vol.id)
 
 
-def _unit_score(
-    o: _Option, r: RequestPosted, base: Load, k: int
-) -> tuple[float, tuple[ScorePart, ...]]:
-    return score(o.vol, r, Load(base.active + k, base.total + k), o.distance_km)
+def _unit_values(o: _Option, k: int) -> list[float]:
+    """The option's figures after this batch gave the volunteer k other requests: only the
+    workload changes (history changes at completion, not at assignment)."""
+    values = list(o.values)
+    values[1] = workload_figure(o.active + k, o.capacity)
+    return values
 
 
-def _unit_total(o: _Option, r: RequestPosted, base: Load, k: int) -> float:
-    return score_total(o.vol, r, Load(base.active + k, base.total + k), o.distance_km)
+def _unit_score(o: _Option, k: int) -> tuple[float, tuple[ScorePart, ...]]:
+    return explain(_unit_values(o, k))
 
 
-def _greedy(cands: _Candidates) -> tuple[BatchResult, dict[int, _Option]]:
+def _unit_total(o: _Option, k: int) -> float:
+    return o.score if k == 0 else total_of(_unit_values(o, k))
+
+
+def _greedy(cands: _Candidates, explained: bool = True) -> tuple[BatchResult, dict[int, _Option]]:
     """Requests in the given (arrival) order; each takes its best volunteer with capacity left,
-    scored at its load so far."""
-    loads = cands.loads
+    scored at its load so far. Without `explained`, only the picks count (no parts)."""
     taken: dict[str, int] = {}
     result = BatchResult()
     picks: dict[int, _Option] = {}
@@ -148,11 +154,10 @@ def _greedy(cands: _Candidates) -> tuple[BatchResult, dict[int, _Option]]:
         while True:
             opts = cands.options(i, want)
             for o in opts:
-                base = loads.get(o.vol.id, Load())
                 k = taken.get(o.vol.id, 0)
-                if base.active + k >= o.vol.capacity:
+                if o.active + k >= o.capacity:
                     continue
-                s = _unit_total(o, r, base, k)
+                s = _unit_total(o, k)
                 key = (-s, o.distance_km, o.vol.id)
                 if best is None or key < best[0]:
                     best = (key, o, k)
@@ -164,7 +169,7 @@ def _greedy(cands: _Candidates) -> tuple[BatchResult, dict[int, _Option]]:
             result.unassigned.append(r.request_id)
             continue
         _, o, k = best
-        s, parts = _unit_score(o, r, loads.get(o.vol.id, Load()), k)
+        s, parts = _unit_score(o, k) if explained else (-best[0][0], ())
         taken[o.vol.id] = taken.get(o.vol.id, 0) + 1
         picks[i] = o
         result.assignments.append(
@@ -214,22 +219,19 @@ def _build(
     columns: list[tuple[str, int]] = []
     first: dict[str, int] = {}
     # units per volunteer: its free capacity, at most the number of requests listing it
-    vol_of: dict[str, VolunteerRecord] = {o.vol.id: o.vol for opts in per_request for o in opts}
+    opt_of: dict[str, _Option] = {o.vol.id: o for opts in per_request for o in opts}
     for vid in sorted(listed):
-        base = cands.loads.get(vid, Load())
-        units = min(vol_of[vid].capacity - base.active, listed[vid])
+        units = min(opt_of[vid].capacity - opt_of[vid].active, listed[vid])
         first[vid] = len(columns)
         columns.extend((vid, k) for k in range(units))
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
     for i, opts in enumerate(per_request):
-        r = cands.requests[i]
         for o in opts:
-            base = cands.loads.get(o.vol.id, Load())
-            units = min(o.vol.capacity - base.active, listed[o.vol.id])
+            units = min(o.capacity - o.active, listed[o.vol.id])
             for k in range(units):
-                s = o.score if k == 0 else _unit_total(o, r, base, k)
+                s = _unit_total(o, k)
                 rows.append(i)
                 cols.append(first[o.vol.id] + k)
                 vals.append(2.0 - s)  # 1 + cost
@@ -253,7 +255,7 @@ def assign_batch(
     """The min-cost assignment of the batch: as many requests as possible, then the least
     total cost. Repeatable: same inputs, same result."""
     cands = _Candidates(requests, service_types, index, loads, max_candidates)
-    _, greedy_picks = _greedy(cands)
+    _, greedy_picks = _greedy(cands, explained=False)
     m, columns, per_request = _build(cands, max_candidates, greedy_picks)
     n = len(requests)
     result = BatchResult()
@@ -273,10 +275,9 @@ def assign_batch(
             result.unassigned.append(r.request_id)
             continue
         o = next(o for o in per_request[i] if o.vol.id == vid)
-        base = loads.get(vid, Load())
         k = taken.get(vid, 0)  # units are interchangeable per volunteer: number them in order
         taken[vid] = k + 1
-        s, parts = _unit_score(o, r, base, k)
+        s, parts = _unit_score(o, k)
         result.assignments.append(Assignment(r.request_id, vid, 1.0 - s, s, o.distance_km, parts))
         result.total_cost += 1.0 - s
     result.total_cost = round(result.total_cost, 4)

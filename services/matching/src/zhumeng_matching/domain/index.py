@@ -5,29 +5,39 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
 
 * Every volunteer has a *slot*: a row in numpy columns (home lat/lon in radians, cos lat, unit
   vector, radius and its squared chord, capacity, bit masks of skills/certifications/
-  languages, schedule id, 0.1° cell). Removed slots are reused.
+  languages, schedule id, 0.1° cell, the span of its schedule exceptions, its load — mirrored
+  from `loads`, the `LoadTable` the service uses as its load cache — and its history from
+  `set_stats`: effective capacity, completions, recent hours, stars, completions per service
+  type, and the rounded contributions that depend on neither request nor load). Removed
+  slots are reused. Scoring reads only these columns: no per-candidate dict lookup.
 * Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
   split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
-  cells of a quarter of its radius (at least 2 km). A bucket (grid, band, cell) holds slots:
+  cells of half its radius (at least 3 km; fewer, fuller buckets: the Python work is per
+  bucket, numpy filters the extra volunteers cheaply). A bucket (grid, band, cell) holds slots:
   a list while it is being changed, an int array once it was searched.
 
 `search` (and `best`, which adds the explanation) is best-first by an upper bound on the
 score. For an eligible volunteer at distance d with radius r the score is at most
-0.45 (1 - d/r) + 0.55 (fairness, newcomer and language at their weights). It works in rounds
-of growing ρ = d/r (0.05 first, then x4, or straight to the ρ below which nothing can beat the
-k-th best): a round gathers, from the grid of the request's rarest required skill, the
-buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R, and filters
-them in numpy (d ≤ r, other skills, certifications, language, weekly availability memoised
-per schedule id and window; in batch mode also capacity, with fairness and newcomer in the
-bound). Reachable volunteers beyond this round's ρ wait for the next round. In order of the
-bound, the policy's remaining checks run exactly in Python (haversine, radius, load) and the
-exact `policy.score_total` is computed. The search stops when the k-th best exact score beats
-the bound of everything not yet checked (with a 1e-3 margin for rounding), so its answer is
-what `policy.rank` would put first, with the same score and tie-break (-score, distance, id).
+0.45 (1 - d/r) + the largest possible rest (fairness, experience at their weights, plus the
+largest recent-hours + rating + newcomer contributions anyone has, plus language). It works
+in rounds of growing ρ = d/r (0.15 first, then x4, or straight to the ρ below which nothing
+can beat the k-th best): a round gathers, from the grid of the request's rarest required
+skill, the buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
+and filters them in numpy (capacity under the newcomer rule, other skills, certifications,
+language, weekly availability memoised per schedule id and window, then d ≤ r). Reachable
+volunteers beyond this round's ρ wait for the next round. Every other criterion's rounded
+contribution is computed in numpy with the policy's own rounding (`policy.round4`), so the
+bound is nearly exact; in order of the bound, the exact haversine distance (and, for the few
+with schedule exceptions near the window, the exceptions) is checked in Python and the
+contributions are added in `WEIGHTS` order: the same float as `policy.score_total`. The
+search stops when the k-th best exact score beats the bound of everything not yet checked
+(with a 1e-3 margin for rounding), so its answer is what `policy.rank` would put first, with
+the same score and tie-break (-score, distance, id).
 
 The search does not look at every nearby volunteer, so it gives no rejection reasons:
-`full_rank` is the full pass (`policy.rank` over `nearby`, counted in numpy), for the reasons
-of a request nobody can take.
+`full_rank` is the full pass (`policy.rank` over `nearby`), for the reasons of a request
+nobody can take, counted in numpy over the holders of the required skills in the 0.1° cells
+within the largest radius (the holders of a skill are cached between changes).
 """
 
 from __future__ import annotations
@@ -40,18 +50,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
-from zhumeng_contracts.events.common import WeeklySlot
+from zhumeng_contracts.events.common import TimeWindow, WeeklySlot
+from zhumeng_contracts.events.matching import ScorePart
 
-from .availability import CoversCache, schedule_key
+from . import policy as pol
+from .availability import CoversCache, covers_despite, schedule_key
 from .geo import EARTH_RADIUS_KM, cell_of, cells_within, haversine_km
-from .policy import WEIGHTS, Candidate, Load, Ranking, score, score_total
+from .policy import (
+    NO_STATS,
+    WEIGHTS,
+    Candidate,
+    Load,
+    Ranking,
+    VolunteerStats,
+    explain,
+    round4,
+)
 
 BAND_EDGES_KM: tuple[float, ...] = (
     *(2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0),
     *(25.0, 30.0, 40.0, 50.0, 70.0, 100.0, 140.0, 200.0),
 )
-MIN_CELL_KM = 2.0
-CELL_PER_RADIUS = 4.0
+MIN_CELL_KM = 3.0
+CELL_PER_RADIUS = 2.0
 _KM_PER_DEG = 111.0  # only sizes cells; the search boxes are exact spherical bounds
 _OFF = 1 << 20  # cell keys: ((row + _OFF) << 21) | (col + _OFF)
 _COL_MASK = (1 << 21) - 1
@@ -60,9 +81,14 @@ _NO_CELL = -(2**31)  # the 0.1° cell of a free slot: in no range
 # the parts of the score other than distance, at most (language is 1 for anyone eligible)
 _DIST_W = WEIGHTS["distance"]
 _REST_MAX = sum(w for k, w in WEIGHTS.items() if k != "distance")
+_W_FAIR, _W_EXP = WEIGHTS["fairness"], WEIGHTS["experience"]
+W_RECENT, W_RATING, W_NEW = WEIGHTS["recent_hours"], WEIGHTS["rating"], WEIGHTS["newcomer"]
+_P_LANG = round4(WEIGHTS["language"])  # 1 for anyone eligible
+_REST_ORDER = ("fairness", "recent_hours", "experience", "rating", "newcomer", "language")
+assert tuple(WEIGHTS) == ("distance", *_REST_ORDER)  # the order `_parts` adds them in
+_CHUNK = 32  # candidates converted to Python at a time in the exact pass
 _EPS = 1e-3  # > the rounding of score_total (4 parts and the sum, 0.5e-4 each)
-_FIRST_RHO = 0.05  # d/r of the first round; rounds then widen (x4) or jump to what is needed
-_DEFAULT_LOAD = Load()
+_FIRST_RHO = 0.15  # d/r of the first round; rounds then widen (x4) or jump to what is needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +98,12 @@ class Hit:
     vol: VolunteerRecord
     distance_km: float
     score: float
+    values: tuple[float, ...] = ()  # the figures, in `policy.WEIGHTS` order
+    capacity: int = 0  # effective capacity (`policy.effective_capacity`)
+    active: int = 0  # current load
+
+    def explain(self) -> tuple[float, tuple[ScorePart, ...]]:
+        return explain(self.values)
 
 
 @dataclass
@@ -139,7 +171,59 @@ _COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("_sched", np.int64, 0),  # schedule id
     ("_row", np.int32, _NO_CELL),  # 0.1° cell (geo.cell_of), for `nearby`
     ("_col", np.int32, _NO_CELL),
+    # schedule exceptions: the span from the first start to the last end (epoch seconds)
+    ("_exc_lo", np.float64, math.inf),
+    ("_exc_hi", np.float64, -math.inf),
+    # the load (`loads`, mirrored) and the history (`set_stats`): scoring reads only columns
+    ("_active", np.int32, 0),
+    ("_total", np.int32, 0),
+    ("_effcap", np.int32, 1),  # effective capacity (newcomer rule)
+    ("_done", np.int32, 0),  # completed assignments
+    ("_recent_h", np.float64, 0.0),
+    ("_stars_sum", np.float64, 0.0),
+    ("_stars_n", np.int32, 0),
+    # rounded contributions that depend on neither the request nor the load
+    ("_p_recent", np.float64, 0.0),
+    ("_p_rating", np.float64, 0.0),
+    ("_p_new", np.float64, 0.0),
 )
+
+
+class LoadTable(dict[str, Load]):
+    """The load cache as a dict (what `LoadStore.cached()` returns) whose every change is
+    mirrored into the index's load columns, so that a search reads loads in numpy."""
+
+    def __init__(self, index: VolunteerIndex) -> None:
+        super().__init__()
+        self._index = index
+
+    def __setitem__(self, key: str, value: Load) -> None:
+        super().__setitem__(key, value)
+        self._index._load_changed(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._index._load_changed(key, None)
+
+    def pop(self, key: str, *default: Load | None) -> Load | None:  # type: ignore[override]
+        had = key in self
+        value = super().pop(key, *default)
+        if had:
+            self._index._load_changed(key, None)
+        return value
+
+    def update(self, *args: Mapping[str, Load], **kw: Load) -> None:  # type: ignore[override]
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+    def setdefault(self, key: str, default: Load | None = None) -> Load:
+        if key not in self:
+            self[key] = default or Load()
+        return self[key]
+
+    def clear(self) -> None:
+        for key in list(self):
+            del self[key]
 
 
 class VolunteerIndex:
@@ -158,12 +242,22 @@ class VolunteerIndex:
     _sched: np.ndarray
     _row: np.ndarray
     _col: np.ndarray
+    _exc_lo: np.ndarray
+    _exc_hi: np.ndarray
+    _active: np.ndarray
+    _total: np.ndarray
+    _effcap: np.ndarray
+    _done: np.ndarray
+    _recent_h: np.ndarray
+    _stars_sum: np.ndarray
+    _stars_n: np.ndarray
+    _p_recent: np.ndarray
+    _p_rating: np.ndarray
+    _p_new: np.ndarray
 
     def __init__(self) -> None:
-        self._by_id: dict[str, VolunteerRecord] = {}
         self._slot_of: dict[str, int] = {}
         self._recs: list[VolunteerRecord | None] = []
-        self._ids: list[str | None] = []  # by slot, for dict lookups in bulk
         self._free: list[int] = []
         self._skills_t, self._certs_t, self._langs_t = _Tokens(), _Tokens(), _Tokens()
         self._skill_n: dict[str, int] = {}
@@ -176,6 +270,13 @@ class VolunteerIndex:
         self._cell_deg = [
             max(MIN_CELL_KM, e / CELL_PER_RADIUS) / _KM_PER_DEG for e in BAND_EDGES_KM
         ]
+        # histories of volunteers not in the index (yet, or any more); the others' live only
+        # in the columns (no object per volunteer: memory)
+        self._unplaced: dict[str, VolunteerStats] = {}
+        self._static_max = 0.0
+        self._holders_of: dict[int, np.ndarray] = {}  # skill mask -> slots (`_holders`)
+        self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
+        self.loads = LoadTable(self)  # pass this as `loads`: no per-call conversion
         self._alloc(0)
         self.max_radius_km = 0.0
 
@@ -189,6 +290,9 @@ class VolunteerIndex:
             if old is not None:
                 new[: len(old)] = old
             setattr(self, name, new)
+        for t, old in self._exp.items():
+            self._exp[t] = np.zeros(n, dtype=np.int32)
+            self._exp[t][: len(old)] = old
 
     def _new_slot(self) -> int:
         if self._free:
@@ -197,7 +301,6 @@ class VolunteerIndex:
         if slot >= len(self._lat):
             self._alloc(max(1024, 2 * len(self._lat)))
         self._recs.append(None)
-        self._ids.append(None)
         return slot
 
     def _place(self, vol: VolunteerRecord) -> tuple[int, int]:
@@ -210,18 +313,18 @@ class VolunteerIndex:
     # ------------------------------------------------------------------ changes
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._slot_of)
 
     def get(self, volunteer_id: str) -> VolunteerRecord | None:
-        return self._by_id.get(volunteer_id)
+        slot = self._slot_of.get(volunteer_id)
+        return None if slot is None else self._recs[slot]
 
     def put(self, vol: VolunteerRecord) -> None:
         self.remove(vol.id)
+        self._holders_of.clear()
         slot = self._new_slot()
-        self._by_id[vol.id] = vol
         self._slot_of[vol.id] = slot
         self._recs[slot] = vol
-        self._ids[slot] = vol.id
         lat = math.radians(vol.home.lat)
         self._lat[slot] = lat
         self._lon[slot] = math.radians(vol.home.lon)
@@ -240,6 +343,14 @@ class VolunteerIndex:
             self._sched_slots.append(vol.availability)
         self._sched[slot] = sid
         self._row[slot], self._col[slot] = cell_of(vol.home.lat, vol.home.lon)
+        if vol.unavailable:
+            self._exc_lo[slot] = min(x.start.timestamp() for x in vol.unavailable)
+            self._exc_hi[slot] = max(x.end.timestamp() for x in vol.unavailable)
+        else:
+            self._exc_lo[slot], self._exc_hi[slot] = math.inf, -math.inf
+        load = self.loads.get(vol.id)
+        self._active[slot], self._total[slot] = (load.active, load.total) if load else (0, 0)
+        self._stats_columns(slot, vol, self._unplaced.pop(vol.id, NO_STATS))
         b, key = self._place(vol)
         self._band_rmax[b] = max(self._band_rmax[b], vol.radius_km)
         for g in (None, *set(vol.skills)):
@@ -259,10 +370,11 @@ class VolunteerIndex:
         self.max_radius_km = max(self.max_radius_km, vol.radius_km)
 
     def remove(self, volunteer_id: str) -> None:
-        old = self._by_id.pop(volunteer_id, None)
-        if old is None:
+        slot = self._slot_of.pop(volunteer_id, None)
+        if slot is None:
             return
-        slot = self._slot_of.pop(volunteer_id)
+        old = self._rec(slot)
+        self._holders_of.clear()
         b, key = self._place(old)
         for g in (None, *set(old.skills)):
             if g is not None:
@@ -275,9 +387,13 @@ class VolunteerIndex:
                 bucket = cells[key] = bucket[bucket != slot]
             if len(bucket) == 0:
                 del cells[key]
+        history = self._stats_at(slot)
+        if history != NO_STATS:  # kept for a return (or the `put` of a new version)
+            self._unplaced[volunteer_id] = history
         self._recs[slot] = None
-        self._ids[slot] = None
         self._row[slot] = self._col[slot] = _NO_CELL
+        for col in self._exp.values():
+            col[slot] = 0
         self._free.append(slot)
 
     def on_change(self, key: str, record: VolunteerRecord | None) -> None:
@@ -288,27 +404,172 @@ class VolunteerIndex:
             self.put(record)
 
     def all(self) -> list[VolunteerRecord]:
-        return list(self._by_id.values())
+        return [v for v in self._recs if v is not None]
 
-    # ------------------------------------------------------------------ the full pass
+    # ------------------------------------------------------------------ loads and history
+
+    def _load_changed(self, volunteer_id: str, load: Load | None) -> None:
+        slot = self._slot_of.get(volunteer_id)
+        if slot is not None:
+            load = load or Load()
+            self._active[slot], self._total[slot] = load.active, load.total
+
+    def set_stats(self, volunteer_id: str, stats: VolunteerStats) -> None:
+        """A volunteer's history changed (or was loaded at start-up)."""
+        slot = self._slot_of.get(volunteer_id)
+        if slot is None:
+            self._unplaced[volunteer_id] = stats
+            return
+        for col in self._exp.values():
+            col[slot] = 0
+        self._stats_columns(slot, self._rec(slot), stats)
+
+    def _stats_at(self, slot: int) -> VolunteerStats:
+        by_type = {t: int(col[slot]) for t, col in self._exp.items() if col[slot]}
+        return VolunteerStats(
+            completed=int(self._done[slot]),
+            recent_hours=float(self._recent_h[slot]),
+            by_type=by_type,
+            stars_sum=float(self._stars_sum[slot]),
+            stars_n=int(self._stars_n[slot]),
+        )
+
+    def _stats_columns(self, slot: int, vol: VolunteerRecord, stats: VolunteerStats) -> None:
+        self._done[slot] = stats.completed
+        self._effcap[slot] = pol.effective_capacity(vol.capacity, stats.completed)
+        self._recent_h[slot] = stats.recent_hours
+        self._stars_sum[slot], self._stars_n[slot] = stats.stars_sum, stats.stars_n
+        self._p_recent[slot] = p1 = round4(W_RECENT * pol.recent_hours_figure(stats.recent_hours))
+        self._p_rating[slot] = p2 = round4(
+            W_RATING * pol.rating_figure(stats.stars_sum, stats.stars_n)
+        )
+        self._p_new[slot] = p3 = round4(W_NEW * pol.newcomer_figure(stats.completed))
+        # a bound, only ever raised: a lower one elsewhere just bounds less tightly
+        self._static_max = max(self._static_max, p1 + p2 + p3)
+        for t, n in stats.by_type.items():
+            col = self._exp.get(t)
+            if col is None:
+                col = self._exp[t] = np.zeros(len(self._lat), dtype=np.int32)
+            col[slot] = n
+
+    def stats_of(self, volunteer_id: str) -> VolunteerStats:
+        slot = self._slot_of.get(volunteer_id)
+        if slot is None:
+            return self._unplaced.get(volunteer_id, NO_STATS)
+        return self._stats_at(slot)
+
+    def stats(self) -> dict[str, VolunteerStats]:
+        """Every volunteer's history known, built from the columns (for `policy.rank(...,
+        stats=...)` in tests and benchmarks)."""
+        out = dict(self._unplaced)
+        out.update((vid, self._stats_at(slot)) for vid, slot in self._slot_of.items())
+        return out
+
+    def score(
+        self, vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
+    ) -> tuple[float, tuple[ScorePart, ...]]:
+        """`policy.score` with the volunteer's history as the index knows it."""
+        return pol.score(vol, request, load, distance_km, self.stats_of(vol.id))
+
+    def candidate(
+        self, vol: VolunteerRecord, request: RequestPosted, load: Load, distance_km: float
+    ) -> Candidate:
+        """A scored candidate with the index's history (effective capacity on its record)."""
+        st = self.stats_of(vol.id)
+        total, parts = pol.score(vol, request, load, distance_km, st)
+        return pol.candidate(vol, distance_km, total, parts, st)
+
+    def _slot_figures(
+        self, slot: int, exp: np.ndarray | None, distance: float, active: int
+    ) -> list[float]:
+        """The figures of an eligible volunteer, from the columns (as `policy.figures`)."""
+        return [
+            pol.distance_figure(distance, float(self._radius[slot])),
+            pol.workload_figure(active, int(self._effcap[slot])),
+            pol.recent_hours_figure(float(self._recent_h[slot])),
+            pol.experience_figure(0 if exp is None else int(exp[slot])),
+            pol.rating_figure(float(self._stars_sum[slot]), int(self._stars_n[slot])),
+            pol.newcomer_figure(int(self._done[slot])),
+            1.0,
+        ]
+
+    def _away(self, pos: np.ndarray, window: TimeWindow, needed_min: float) -> np.ndarray:
+        """Per slot: does a schedule exception leave no room for the service in the window?
+        Only volunteers whose exceptions span the window are checked in Python."""
+        lo, hi = window.start.timestamp(), window.end.timestamp()
+        maybe = np.flatnonzero((self._exc_lo[pos] < hi) & (self._exc_hi[pos] > lo))
+        away = np.zeros(len(pos), dtype=bool)
+        for j in maybe.tolist():
+            v = self._rec(int(pos[j]))
+            away[j] = not covers_despite(v.availability, v.unavailable, window, needed_min)
+        return away
+
+    def _figures(
+        self, pos: np.ndarray, dist: np.ndarray, active: np.ndarray, exp: np.ndarray | None
+    ) -> np.ndarray:
+        """`_slot_figures` of many eligible slots at once (rows: criteria in `WEIGHTS` order;
+        the same IEEE operations, so the same floats)."""
+        out = np.empty((len(WEIGHTS), len(pos)))
+        out[0] = np.maximum(0.0, 1.0 - dist / self._radius[pos])
+        out[1] = 1.0 - active[pos] / self._effcap[pos]
+        out[2] = (
+            1.0 - np.minimum(self._recent_h[pos], pol.RECENT_HOURS_FULL) / pol.RECENT_HOURS_FULL
+        )
+        if exp is None:
+            out[3] = 0.0
+        else:
+            out[3] = np.minimum(exp[pos], pol.EXPERIENCE_FULL) / pol.EXPERIENCE_FULL
+        prior = pol.RATING_PRIOR_MEAN * pol.RATING_PRIOR_WEIGHT
+        shrunk = (prior + self._stars_sum[pos]) / (pol.RATING_PRIOR_WEIGHT + self._stars_n[pos])
+        out[4] = (shrunk - 1.0) / 4.0
+        done = np.minimum(self._done[pos], pol.NEWCOMER_COMPLETIONS)
+        out[5] = 1.0 - done / pol.NEWCOMER_COMPLETIONS
+        out[6] = 1.0
+        return out
+
+    def _parts(self, pos: np.ndarray, active: np.ndarray, exp: np.ndarray | None) -> np.ndarray:
+        """Per slot (columns), the rounded contributions of every criterion but distance, in
+        `WEIGHTS` order: the same floats as `policy.total_of` adds (`policy.round4`)."""
+        out = np.empty((len(_REST_ORDER), len(pos)))
+        out[0] = np.rint((1.0 - active[pos] / self._effcap[pos]) * _W_FAIR * 1e4) / 1e4
+        out[1] = self._p_recent[pos]
+        if exp is None:
+            out[2] = 0.0
+        else:
+            fig = np.minimum(exp[pos], pol.EXPERIENCE_FULL) / pol.EXPERIENCE_FULL
+            out[2] = np.rint(fig * _W_EXP * 1e4) / 1e4
+        out[3] = self._p_rating[pos]
+        out[4] = self._p_new[pos]
+        out[5] = _P_LANG
+        return out
 
     def _nearby_slots(self, lat: float, lon: float, required_skills: Iterable[str]) -> np.ndarray:
         need = list(dict.fromkeys(required_skills))
         mask, exact, possible = self._skills_t.need(need)
-        if not possible or not self._by_id:
+        if not possible or not self._slot_of:
             return np.zeros(0, dtype=np.intp)
         cells = cells_within(lat, lon, self.max_radius_km)
         (lo_r, lo_c), (hi_r, hi_c) = cells[0], cells[-1]
-        n = len(self._recs)
-        row, col = self._row[:n], self._col[:n]
-        m = (row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)
-        if mask:
-            m &= (self._skills[:n] & mask) == mask
-        pos = np.flatnonzero(m)
+        held = self._holders(mask)
+        row, col = self._row[held], self._col[held]
+        pos: np.ndarray = held[(row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)]
         if not exact:
             want = set(need)
             keep = [want <= set(self._rec(s).skills) for s in pos.tolist()]
             pos = pos[np.array(keep, dtype=bool)]
+        return pos
+
+    def _holders(self, mask: int) -> np.ndarray:
+        """The slots of everyone holding the skills of `mask`, cached until the next change
+        of the read model (rare after start-up): the reasons pass then looks at a skill's
+        holders only, not at every slot."""
+        pos: np.ndarray | None = self._holders_of.get(mask)
+        if pos is None:
+            n = len(self._recs)
+            m = self._row[:n] != _NO_CELL
+            if mask:
+                m &= (self._skills[:n] & mask) == mask
+            pos = self._holders_of[mask] = np.flatnonzero(m)
         return pos
 
     def _rec(self, slot: int) -> VolunteerRecord:
@@ -328,9 +589,9 @@ class VolunteerIndex:
     def full_rank(
         self, request: RequestPosted, service: ServiceTypeRecord, loads: Mapping[str, Load]
     ) -> Ranking:
-        """Exactly `policy.rank(request, service, self.nearby(...), loads)` (candidates,
-        `rejected` and `considered`), with the rejections counted in numpy: the reasons of
-        an unmatched request without a Python pass over thousands of volunteers."""
+        """Exactly `policy.rank(request, service, self.nearby(...), loads, self.stats())`
+        (candidates, `rejected` and `considered`), with the rejections counted in numpy: the
+        reasons of an unmatched request without a Python pass over thousands of volunteers."""
         lat, lon = request.location.lat, request.location.lon
         pos = self._nearby_slots(lat, lon, service.required_skills)
         ranking = Ranking(candidates=[], considered=len(pos))
@@ -359,16 +620,13 @@ class VolunteerIndex:
             inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
         counts.append(("out_of_radius", ok & ~inside))
         ok &= inside
-        # capacity: the load cache is a dict, so one lookup per volunteer still in the running
+        # the later checks only on who is still in the running (most nearby volunteers are
+        # out of their own radius): fewer gathers from the columns
+        active, _ = self.load_columns(loads)
         idx = np.flatnonzero(ok)
-        ids = [self._ids[s] for s in pos[idx].tolist()]
-        got = [loads.get(i) for i in ids if i is not None]
-        busy = [j for j, g in enumerate(got) if g is not None]
-        active = np.zeros(len(idx))
-        active[busy] = [got[j].active for j in busy]  # type: ignore[union-attr]
         full = np.zeros(len(pos), dtype=bool)
-        full[idx] = active >= self._cap[pos[idx]]
-        counts.append(("no_capacity", ok & full))
+        full[idx] = active[pos[idx]] >= self._effcap[pos[idx]]  # the newcomer rule's capacity
+        counts.append(("no_capacity", full))
         ok &= ~full
         lang = request.language
         if lang:
@@ -376,7 +634,9 @@ class VolunteerIndex:
             if not l_possible:
                 speaks = np.zeros(len(pos), dtype=bool)
             elif l_exact:
-                speaks = (self._langs[pos] & lmask) != 0
+                speaks = np.ones(len(pos), dtype=bool)
+                idx = np.flatnonzero(ok)
+                speaks[idx] = (self._langs[pos[idx]] & lmask) != 0
             else:
                 speaks = np.array([lang in self._rec(s).languages for s in pos.tolist()])
             counts.append(("language", ok & ~speaks))
@@ -388,25 +648,41 @@ class VolunteerIndex:
         )
         counts.append(("not_available", ok & ~avail))
         ok &= avail
+        away = np.zeros(len(pos), dtype=bool)
+        away[ok] = self._away(pos[ok], request.window, service.default_duration_min)
+        counts.append(("unavailable", away))
+        ok &= ~away
         for reason, mask in counts:
             n = int(np.count_nonzero(mask))
             if n:
                 ranking.rejected[reason] = n
+        exp = self._exp.get(request.service_type_id)
         for s in pos[ok].tolist():
             vol = self._rec(s)
             dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
-            total, parts = score(vol, request, loads.get(vol.id, _DEFAULT_LOAD), dist)
-            ranking.candidates.append(Candidate(vol, dist, total, parts))
+            values = self._slot_figures(s, exp, dist, int(active[s]))
+            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
         ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
         return ranking
+
+    @staticmethod
+    def _candidate(
+        vol: VolunteerRecord, distance_km: float, values: list[float], capacity: int
+    ) -> Candidate:
+        total, parts = explain(values)
+        if capacity != vol.capacity:  # as `policy.candidate`: the newcomer rule
+            vol = vol.model_copy(update={"capacity": capacity})
+        return Candidate(vol, distance_km, total, parts)
 
     # ------------------------------------------------------------------ the fast path
 
     def load_columns(self, loads: Mapping[str, Load]) -> tuple[np.ndarray, np.ndarray]:
-        """(active, total) per slot, for `search(..., columns=...)` in batch mode (one pass
-        over `loads`; single decisions use the dict directly)."""
-        active = np.zeros(len(self._lat))
-        total = np.zeros(len(self._lat))
+        """(active, total) per slot: the index's own columns for its `loads`; otherwise one
+        pass over `loads` (then pass them as `search(..., columns=...)`)."""
+        if loads is self.loads:
+            return self._active, self._total
+        active = np.zeros(len(self._lat), dtype=np.int32)
+        total = np.zeros(len(self._lat), dtype=np.int32)
         for vid, load in loads.items():
             slot = self._slot_of.get(vid)
             if slot is not None:
@@ -482,8 +758,9 @@ class VolunteerIndex:
         columns: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Hits:
         """The k best eligible volunteers (all of them for k=None), best first, scored and
-        ordered exactly as `policy.rank` does. `columns` (from `load_columns(loads)`, same
-        loads) also prunes by capacity, fairness and newcomer in numpy."""
+        ordered exactly as `policy.rank` does (with the index's history of each volunteer).
+        `columns` (from `load_columns(loads)`, same loads) saves converting a foreign
+        `loads` mapping; the index's own `loads` need none."""
         none = Hits([], 0, True)
         need_skills = list(dict.fromkeys(service.required_skills))
         if need_skills:
@@ -501,13 +778,17 @@ class VolunteerIndex:
         lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
         if not (ok1 and ok2 and ok3):
             return none
+        active = columns[0] if columns is not None else self.load_columns(loads)[0]
+        exp = self._exp.get(request.service_type_id)
+        # everything not gathered yet scores at most this beyond the distance part
+        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if exp is None else _W_EXP)
         need_s, need_c = set(need_skills), set(service.required_certifications)
         rlat, rlon = request.location.lat, request.location.lon
         lat0, lon0 = math.radians(rlat), math.radians(rlon)
         cos0 = math.cos(lat0)
         window, dur = request.window, service.default_duration_min
         recs = self._recs
-        top: list[tuple[float, float, str, VolunteerRecord]] = []
+        top: list[tuple[float, float, str, int]] = []
         kth = -math.inf  # the k-th best exact score once k are known
         considered = 0
         hi = 1.0 if k is None else min(1.0, _FIRST_RHO * max(1.0, math.sqrt(k / 5)))
@@ -519,25 +800,23 @@ class VolunteerIndex:
             parts = self._gather(grid, rlat, rlon, hi, seen)
             if parts:
                 pos = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                plat = self._lat[pos]
-                h = np.sin((plat - lat0) * 0.5) ** 2 + cos0 * self._coslat[pos] * (
-                    np.sin((self._lon[pos] - lon0) * 0.5) ** 2
-                )
-                ratio = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-                ratio /= self._radius[pos]
-                m = ratio <= 1.0 + 1e-9
+                # the cheap integer checks first, the trigonometry on what is left
+                m = active[pos] < self._effcap[pos]
                 if smask:
                     m &= (self._skills[pos] & smask) == smask
                 if cmask:
                     m &= (self._certs[pos] & cmask) == cmask
                 if lmask:
                     m &= (self._langs[pos] & lmask) != 0
-                if columns is not None:
-                    m &= columns[0][pos] < self._cap[pos]
-                idx = np.flatnonzero(m)
-                pos, ratio = pos[idx], ratio[idx]
-                ok = self._covers.ok(self._sched[pos], window, dur)
-                pos, ratio = pos[ok], ratio[ok]
+                pos = pos[m]
+                pos = pos[self._covers.ok(self._sched[pos], window, dur)]
+                h = np.sin((self._lat[pos] - lat0) * 0.5) ** 2 + cos0 * self._coslat[pos] * (
+                    np.sin((self._lon[pos] - lon0) * 0.5) ** 2
+                )
+                ratio = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+                ratio /= self._radius[pos]
+                inside = ratio <= 1.0 + 1e-9
+                pos, ratio = pos[inside], ratio[inside]
                 if len(carry_pos):
                     pos = np.concatenate((carry_pos, pos))
                     ratio = np.concatenate((carry_ratio, ratio))
@@ -547,47 +826,68 @@ class VolunteerIndex:
             carry_pos, carry_ratio = pos[~now], ratio[~now]
             pos, ratio = pos[now], ratio[now]
             if len(pos):
-                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio)
-                if columns is not None:
-                    active, cap = columns[0][pos], self._cap[pos]
-                    bound += WEIGHTS["fairness"] * (1.0 - active / cap)
-                    bound += WEIGHTS["newcomer"] * (columns[1][pos] == 0) + WEIGHTS["language"]
-                else:
-                    bound += _REST_MAX
+                parts_ = self._parts(pos, active, exp)
+                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio) + parts_.sum(axis=0)
                 order = np.argsort(-bound, kind="stable")
-                for s, b in zip(pos[order].tolist(), bound[order].tolist(), strict=True):
-                    if b + _EPS < kth:
-                        break  # the rest of this round is sorted below the k-th best
-                    considered += 1
-                    vol = recs[s]
-                    assert vol is not None
-                    d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
-                    if d > vol.radius_km:
+                for at in range(0, len(order), _CHUNK):
+                    chunk = order[at : at + _CHUNK]
+                    rows = zip(
+                        pos[chunk].tolist(),
+                        bound[chunk].tolist(),
+                        parts_[:, chunk].T.tolist(),
+                        strict=True,
+                    )
+                    for s, b, rest in rows:
+                        if b + _EPS < kth:
+                            break  # the rest of this round is sorted below the k-th best
+                        considered += 1
+                        vol = recs[s]
+                        assert vol is not None
+                        d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
+                        if d > vol.radius_km:
+                            continue
+                        if not s_exact and not need_s <= set(vol.skills):
+                            continue
+                        if not c_exact and not need_c <= set(vol.certifications):
+                            continue
+                        if not l_exact and lang not in vol.languages:
+                            continue
+                        if vol.unavailable and self._away(np.array([s]), window, dur)[0]:
+                            continue  # on leave (checked only for the few checked exactly)
+                        # `policy.total_of`: the contributions added in `WEIGHTS` order
+                        total = round4(max(0.0, 1.0 - d / vol.radius_km) * _DIST_W)
+                        for p in rest:
+                            total += p
+                        insort(top, (-round4(total), d, vol.id, s))
+                        if k is not None and len(top) >= k:
+                            del top[k:]
+                            kth = -top[-1][0]
+                    else:
                         continue
-                    load = loads.get(vol.id, _DEFAULT_LOAD)
-                    if load.active >= vol.capacity:
-                        continue
-                    if not s_exact and not need_s <= set(vol.skills):
-                        continue
-                    if not c_exact and not need_c <= set(vol.certifications):
-                        continue
-                    if not l_exact and lang not in vol.languages:
-                        continue
-                    insort(top, (-score_total(vol, request, load, d), d, vol.id, vol))
-                    if k is not None and len(top) >= k:
-                        del top[k:]
-                        kth = -top[-1][0]
+                    break
             if hi >= 1.0:
                 break
             # everything not gathered yet has d/r > hi: its bound is below this
-            if _DIST_W * (1.0 - hi) + _REST_MAX + _EPS < kth:
+            if _DIST_W * (1.0 - hi) + rest_max + _EPS < kth:
                 break
             if kth > -math.inf:  # the ratio beyond which nothing can reach the k-th best
-                hi = 1.0 - (kth - _EPS - _REST_MAX) / _DIST_W + 1e-9
+                hi = 1.0 - (kth - _EPS - rest_max) / _DIST_W + 1e-9
             else:
                 hi *= 4
             hi = 1.0 if hi > 0.7 else hi
-        found = [Hit(v, d, -ns) for ns, d, _, v in top]
+        slots = np.array([t[3] for t in top], dtype=np.intp)
+        dists = [t[1] for t in top]
+        values = self._figures(slots, np.array(dists), active, exp).T.tolist()
+        found = [
+            Hit(self._rec(s), d, -ns, tuple(v), c, a)
+            for (ns, d, _, s), v, c, a in zip(
+                top,
+                values,
+                self._effcap[slots].tolist(),
+                active[slots].tolist(),
+                strict=True,
+            )
+        ]
         return Hits(found, considered, k is None or len(found) < k)
 
     def best(
@@ -598,15 +898,17 @@ class VolunteerIndex:
         k: int = 5,
     ) -> Ranking:
         """The k best eligible candidates, best first, with their explanation: the same
-        candidates, scores, parts and order as the first k of `policy.rank` over `nearby`.
+        candidates, scores, parts and order as the first k of `policy.rank` over `nearby`
+        (given the index's history of each volunteer, `stats()`).
 
         `considered` counts the volunteers checked exactly, and `rejected` stays empty: the
         search does not look at every nearby volunteer, so it cannot say why the others do
         not qualify. When nothing eligible is found, the caller computes the reasons with
-        the full pass, `policy.rank(request, service, index.nearby(...), loads)`."""
+        the full pass, `full_rank`."""
         hits = self.search(request, service, loads, k)
         ranking = Ranking(candidates=[], considered=hits.considered)
         for h in hits.found:
-            total, parts = score(h.vol, request, loads.get(h.vol.id, _DEFAULT_LOAD), h.distance_km)
-            ranking.candidates.append(Candidate(h.vol, h.distance_km, total, parts))
+            ranking.candidates.append(
+                self._candidate(h.vol, h.distance_km, list(h.values), h.capacity)
+            )
         return ranking
