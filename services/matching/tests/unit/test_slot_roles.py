@@ -97,7 +97,12 @@ def test_slots_take_their_roles_in_order_and_the_roles_replace_the_requirements(
 
 def test_fit_finds_distinct_slots_moving_earlier_choices() -> None:
     assert fit([[1, 4], [1]]) == [4, 1]  # the first person yields slot 1 to the second
+    assert fit([[1, 2], [1, 2]]) == [1, 2]  # nobody is moved without need
     assert fit([[1], [1]]) is None
+    options = [[1, 2], [2, 3], [1, 2]]
+    chosen = fit(options)
+    assert chosen is not None and len(set(chosen)) == 3
+    assert all(slot in opts for slot, opts in zip(chosen, options, strict=True))
     assert fit([]) == []
 
 
@@ -108,8 +113,7 @@ def test_the_lead_claims_members_for_the_roles_they_qualify_for() -> None:
         clinic_match(), "team_clinic", "lead", plan.members, NOW, plan.allowed
     )
     claimed, *assigned = events
-    # both barber slots were free: barb1 (barber only) pushed "both" along to slot 2
-    assert isinstance(claimed, TeamClaimed) and claimed.slots == [2, 1]
+    assert isinstance(claimed, TeamClaimed) and claimed.slots == [1, 2]
     assert {e.role for e in assigned if isinstance(e, VolunteerAssigned)} == {"barber"}
     # with one barber slot left "both" becomes the dentist
     m = lc.with_roles(

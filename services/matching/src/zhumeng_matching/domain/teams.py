@@ -105,16 +105,20 @@ def eligible_roles(reasons: Mapping[Role, str | None]) -> Roles:
 
 
 def fit(options: Sequence[Sequence[int]]) -> list[int] | None:
-    """A distinct slot for each person from its options (a bipartite matching, augmenting
-    paths; lower slots and earlier persons first), or None when no such choice exists."""
+    """A distinct slot for each person from its options, or None when no such choice exists
+    (a bipartite matching by augmenting paths). Each person takes its lowest free option; an
+    earlier person is moved to another of its options only when that is the only way."""
     owner: dict[int, int] = {}
 
     def place(person: int, seen: set[int]) -> bool:
-        for slot in options[person]:
-            if slot in seen:
-                continue
+        tried = [s for s in options[person] if s not in seen]
+        for slot in tried:
+            if slot not in owner:
+                owner[slot] = person
+                return True
+        for slot in tried:
             seen.add(slot)
-            if slot not in owner or place(owner[slot], seen):
+            if place(owner[slot], seen):
                 owner[slot] = person
                 return True
         return False
