@@ -403,7 +403,7 @@ async def test_demo_seed_is_idempotent(infra: Infra) -> None:
     ) as first:
         async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
             types = (await client.get("/v1/service-types", headers=COORD)).json()["items"]
-            assert len(types) == 12
+            assert len(types) == 13
             towns = (
                 await client.get(
                     "/v1/places", params={"kind": "township", "limit": 200}, headers=COORD
@@ -421,7 +421,7 @@ async def test_demo_seed_is_idempotent(infra: Infra) -> None:
         await outbox_drained(infra.mongo.uri, f"{prefix}_catalog")
         seeded = await end_offsets(bootstrap, CATALOG_TOPICS)
         assert seeded["catalog.contacts.v1"] - before["catalog.contacts.v1"] == 200
-        assert seeded["catalog.service-types.v1"] - before["catalog.service-types.v1"] == 12
+        assert seeded["catalog.service-types.v1"] - before["catalog.service-types.v1"] == 13
     with running_service("catalog", infra, prefix, log_file=log_file, ready_within=240, **env):
         await asyncio.sleep(1.5)
         assert await end_offsets(bootstrap, CATALOG_TOPICS) == seeded

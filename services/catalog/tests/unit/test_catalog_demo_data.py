@@ -33,6 +33,7 @@ MISSION_TYPES = {
     "culture_event",
     "health_check",
     "resource_sharing",
+    "village_clinic",
 }
 
 
@@ -64,10 +65,18 @@ def test_demo_shape() -> None:
         "doctor_visit": "auto_offer",
         "hearing_test": "open_claim",
         "health_check": "team",
+        "village_clinic": "team",
         "ride_to_relatives": "trip",
         "produce_sale": "batch",
     }
     assert [s.id for s in demo.service_types if s.needs_review] == ["doctor_visit"]
+    clinic = by_id["village_clinic"].slot_roles
+    roles = [(r.role, r.count) for r in clinic]
+    assert roles == [("barber", 2), ("audiologist", 1), ("dentist", 1)]
+    assert clinic[0].required_skills == ["haircut"]
+    assert clinic[1].required_certifications == ["audiology"]
+    assert clinic[2].required_certifications == ["dentist_license"]
+    assert all(not by_id[s].slot_roles for s in MISSION_TYPES - {"village_clinic"})
 
     vols = demo.volunteers
     assert len(vols) == 200 and vols[0].id == "vol_0001" and vols[-1].id == "vol_0200"
@@ -99,12 +108,12 @@ async def test_load_goes_through_use_cases_and_is_idempotent() -> None:
     created = await load_demo(catalog, demo)
     assert created == {
         "places": len(demo.places),
-        "service_types": 12,
+        "service_types": 13,
         "volunteers": 200,
         "teams": 4,
     }
     assert len(repo.of_type(PlaceRecord)) == len(demo.places)
-    assert len(repo.of_type(ServiceTypeRecord)) == 12
+    assert len(repo.of_type(ServiceTypeRecord)) == 13
     assert len(repo.of_type(ContactRecord)) == 200
     assert len(repo.of_type(TeamRecord)) == 4
     members = {m for t in demo.teams for m in t.member_ids}

@@ -57,7 +57,7 @@ async def test_auth_is_required(client: httpx.AsyncClient) -> None:
         await client.get("/v1/service-types", headers={"Authorization": "Bearer x.y.z"}), 401
     )
     resp = await client.get("/v1/service-types", headers=RESIDENT)
-    assert resp.status_code == 200 and len(resp.json()["items"]) == 12
+    assert resp.status_code == 200 and len(resp.json()["items"]) == 13
 
 
 async def test_writes_need_coordinator_or_admin(client: httpx.AsyncClient) -> None:

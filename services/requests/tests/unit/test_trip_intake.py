@@ -1,5 +1,7 @@
 """Intake of trip-pooled requests (rides, parcels, produce): the drop-off place becomes a point
-on RequestPosted with the seats and cargo; a trip-mode service without them is refused."""
+on RequestPosted with the seats and cargo; a trip-mode service without them is refused.
+Intake of team requests with slot roles (a village clinic): the slots are the sum of the
+roles' counts, given or not; another number is a 422; the roles' slots are kept."""
 
 import hashlib
 import json
@@ -8,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from zhumeng_contracts.events import PlaceRecord, ServiceTypeRecord
+from zhumeng_contracts.events import PlaceRecord, ServiceTypeRecord, SlotRole
 from zhumeng_contracts.events.common import GeoPoint
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.problems import Unprocessable
@@ -40,9 +42,18 @@ PLACES = {
 }
 
 
+ROLES = [
+    SlotRole(
+        role="barber", name_zh="理发师", name_en="Barber", required_skills=["haircut"], count=2
+    ),
+    SlotRole(role="dentist", name_zh="牙医", name_en="Dentist", count=1),
+]
+MODES: dict[str, Any] = {"parcel": "trip", "village_clinic": "team"}
+
+
 class Catalog:
     def service_type(self, id: str) -> ServiceTypeRecord | None:
-        mode: Any = "trip" if id == "parcel" else "direct"
+        mode: Any = MODES.get(id, "direct")
         return ServiceTypeRecord(
             id=id,
             name_zh="服务",
@@ -52,6 +63,7 @@ class Catalog:
             target_claim_min=180,
             version=1,
             matching_mode=mode,
+            slot_roles=ROLES if id == "village_clinic" else [],
         )
 
     def place(self, id: str) -> PlaceRecord | None:
@@ -135,3 +147,28 @@ def test_seats_and_cargo_are_bounded() -> None:
         body(seats=13)
     with pytest.raises(ValueError):
         body(cargo_kg=-1)
+
+
+@pytest.mark.parametrize("given", [{}, {"slots": 3}])
+async def test_the_roles_set_the_slots(given: dict[str, Any]) -> None:
+    posted = await service().post(
+        RESIDENT, body(service_type_id="village_clinic", **given), "k1", now=NOW
+    )
+    event = json.loads(posted.doc["outbox"][1]["body"])
+    assert event["slots"] == 3 and posted.doc["slots"] == 3
+    assert [(r["role"], r["slots"]) for r in posted.doc["slot_roles"]] == [
+        ("barber", [1, 2]),
+        ("dentist", [3]),
+    ]
+
+
+async def test_another_number_of_slots_is_refused() -> None:
+    with pytest.raises(Unprocessable, match="3 slots"):
+        await service().post(
+            RESIDENT, body(service_type_id="village_clinic", slots=2), "k1", now=NOW
+        )
+
+
+async def test_a_service_without_roles_keeps_the_requested_slots() -> None:
+    posted = await service().post(RESIDENT, body(service_type_id="haircut", slots=5), "k1", now=NOW)
+    assert posted.doc["slots"] == 5 and "slot_roles" not in posted.doc

@@ -1,7 +1,14 @@
 """Every event type, and the lookup from CloudEvents type to model."""
 
 from .base import Event
-from .catalog import ContactRecord, PlaceRecord, ServiceTypeRecord, TeamRecord, VolunteerRecord
+from .catalog import (
+    ContactRecord,
+    PlaceRecord,
+    ServiceTypeRecord,
+    SlotRole,
+    TeamRecord,
+    VolunteerRecord,
+)
 from .lifecycle import (
     AssignmentCancelled,
     AssignmentCompleted,
@@ -94,6 +101,7 @@ __all__ = [
     "ReviewRequired",
     "ScorePart",
     "ServiceTypeRecord",
+    "SlotRole",
     "TeamClaimed",
     "TeamRecord",
     "VolunteerAssigned",

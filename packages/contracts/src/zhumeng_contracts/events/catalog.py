@@ -8,12 +8,24 @@ from typing import ClassVar, Literal
 from pydantic import EmailStr, Field
 
 from .base import Event
-from .common import GeoPoint, Id, Language, Locale, TimeWindow, WeeklySlot
+from .common import Frozen, GeoPoint, Id, Language, Locale, TimeWindow, WeeklySlot
 from .matching import MatchMode
 
 
 def _mandarin() -> list[Language]:
     return ["mandarin"]
+
+
+class SlotRole(Frozen):
+    """A kind of person a multi-slot request needs (a clinic's barbers, its dentist): `count`
+    slots whose requirements replace the service type's."""
+
+    role: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$", description="slug, e.g. barber")
+    name_zh: str = Field(min_length=1, max_length=80)
+    name_en: str = Field(min_length=1, max_length=80)
+    required_skills: list[str] = Field(default_factory=list, max_length=20)
+    required_certifications: list[str] = Field(default_factory=list, max_length=10)
+    count: int = Field(default=1, ge=1, le=20)
 
 
 class ServiceTypeRecord(Event):
@@ -37,6 +49,9 @@ class ServiceTypeRecord(Event):
     # additive: a coordinator reviews each request before matching; batch mode's window
     needs_review: bool = False
     batch_window_min: int = Field(default=10, ge=1, le=24 * 60, description="batch mode window")
+    # additive: slots with different roles; a request has sum(count) slots, numbered by role in
+    # this order (slots 1..c1 the first role, ...), each role's requirements replacing the above
+    slot_roles: list[SlotRole] = Field(default_factory=list, max_length=20)
 
     def key(self) -> str:
         return self.id

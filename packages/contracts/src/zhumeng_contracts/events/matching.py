@@ -45,6 +45,8 @@ class VolunteerAssigned(Event):
     # additive: a slot a team claimed for this member; a slot filled on a volunteer's trip
     team_id: Id | None = None
     trip_id: Id | None = None
+    # additive: the slot's role (service types with `slot_roles`)
+    role: str | None = None
 
     def key(self) -> str:
         return self.request_id

@@ -24,6 +24,7 @@ from ..app.use_cases import Catalog
 from ..domain.models import (
     PlaceCreate,
     ServiceTypeCreate,
+    SlotRoleSpec,
     TeamCreate,
     VolunteerCreate,
     WiredMode,
@@ -44,8 +45,30 @@ MODES: dict[str, WiredMode] = {
     "doctor_visit": "auto_offer",
     "hearing_test": "open_claim",
     "health_check": "team",
+    "village_clinic": "team",
     "ride_to_relatives": "trip",
     "produce_sale": "batch",
+}
+# a clinic in a village needs people of different kinds: each role's requirements replace the
+# service type's (none) for its slots
+SLOT_ROLES: dict[str, list[SlotRoleSpec]] = {
+    "village_clinic": [
+        SlotRoleSpec(
+            role="barber", name_zh="理发师", name_en="Barber", required_skills=["haircut"], count=2
+        ),
+        SlotRoleSpec(
+            role="audiologist",
+            name_zh="听力师",
+            name_en="Audiologist",
+            required_certifications=["audiology"],
+        ),
+        SlotRoleSpec(
+            role="dentist",
+            name_zh="牙医",
+            name_en="Dentist",
+            required_certifications=["dentist_license"],
+        ),
+    ]
 }
 # a doctor's visit at home is checked by the township's coordinator before anyone is asked
 NEEDS_REVIEW = frozenset({"doctor_visit"})
@@ -105,6 +128,7 @@ SERVICE_TYPES: tuple[tuple[str, str, str, str, list[str], list[str], int, int], 
     ),
     ("health_check", "健康体检", "Health check", "health", [], ["nursing"], 90, 480),
     ("resource_sharing", "资源共享", "Resource sharing", "community", [], [], 30, 720),
+    ("village_clinic", "义诊下乡", "Village clinic", "health", [], [], 240, 1440),
 )
 
 _SURNAMES = (
@@ -222,6 +246,7 @@ def _service_types() -> list[ServiceTypeCreate]:
             target_claim_min=claim,
             matching_mode=MODES.get(sid, "direct"),
             needs_review=sid in NEEDS_REVIEW,
+            slot_roles=SLOT_ROLES.get(sid, []),
         )
         for sid, zh, en, cat, skills, certs, dur, claim in SERVICE_TYPES
     ]

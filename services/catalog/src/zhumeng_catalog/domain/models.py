@@ -128,6 +128,38 @@ def next_version(old: E, data: dict[str, Any]) -> E:
 WiredMode = Literal["direct", "auto_offer", "open_claim", "team", "batch", "trip"]
 # review holds a request before its first search; the pooled modes open their pool at posting
 REVIEWABLE_MODES = frozenset({"direct", "auto_offer", "open_claim"})
+MAX_SLOTS = 20  # a request has at most 20 slots (requests' and matching's limit)
+RoleSlug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class SlotRoleSpec(Input):
+    """A role of a team request's slots (barber, dentist); its requirements replace the
+    service type's for its `count` slots."""
+
+    role: RoleSlug
+    name_zh: Name80
+    name_en: Name80
+    required_skills: Annotated[Tags, Field(max_length=20)] = []
+    required_certifications: Annotated[Tags, Field(max_length=10)] = []
+    count: int = Field(default=1, ge=1, le=MAX_SLOTS)
+
+
+SlotRoles = Annotated[list[SlotRoleSpec], Field(max_length=MAX_SLOTS)]
+
+
+def check_slot_roles(mode: str, roles: list[SlotRoleSpec]) -> None:
+    """Roles are for team requests only (the other modes fill one kind of slot); slugs are
+    unique and a request never has more than MAX_SLOTS slots."""
+    if not roles:
+        return
+    if mode != "team":
+        raise ValueError(f"slot roles are available for team service types, not {mode}")
+    slugs = [r.role for r in roles]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError("slot role slugs must be unique")
+    total = sum(r.count for r in roles)
+    if total > MAX_SLOTS:
+        raise ValueError(f"slot roles count {total} slots, at most {MAX_SLOTS}")
 
 
 class ServiceType(Entity):
@@ -144,6 +176,7 @@ class ServiceType(Entity):
     # a coordinator reviews each request before matching; batch mode's window
     needs_review: bool = False
     batch_window_min: int = Field(default=10, ge=1, le=24 * 60)
+    slot_roles: SlotRoles = []
 
     @model_validator(mode="after")
     def _reviewable(self) -> ServiceType:
@@ -152,6 +185,7 @@ class ServiceType(Entity):
                 f"review is available for {', '.join(sorted(REVIEWABLE_MODES))} service types, "
                 f"not {self.matching_mode}"
             )
+        check_slot_roles(self.matching_mode, self.slot_roles)
         return self
 
     def to_record(self) -> ServiceTypeRecord:
@@ -175,6 +209,9 @@ class ServiceTypeCreate(Input):
     # a coordinator reviews each request before matching; batch mode's window
     needs_review: bool = False
     batch_window_min: int = Field(default=10, ge=1, le=24 * 60)
+    slot_roles: SlotRoles = Field(
+        default=[], description="team mode: slots with different roles (barber, dentist...)"
+    )
 
 
 class ServiceTypePatch(Input):
@@ -190,6 +227,7 @@ class ServiceTypePatch(Input):
     claim_invites: int | None = Field(default=None, ge=1, le=200)
     needs_review: bool | None = None
     batch_window_min: int | None = Field(default=None, ge=1, le=24 * 60)
+    slot_roles: SlotRoles | None = None
     active: bool | None = None
 
 

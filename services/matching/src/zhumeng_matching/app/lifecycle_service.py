@@ -31,6 +31,7 @@ from zhumeng_kit.views import View
 from ..adapters.match_codec import decode as decode_base
 from ..adapters.match_codec import encode as encode_base
 from ..domain import lifecycle as lc
+from ..domain import teams
 from ..domain.escalation import widened_candidates
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
@@ -154,8 +155,36 @@ class LifecycleService:
 
     async def claim(self, who: Principal, request_id: str) -> lc.Match:
         """An invited volunteer takes a free slot: capacity first (guarded update), then the
-        slot (compare-and-set on the request's document); losing either releases the other."""
-        return await self._take(request_id, who.subject, lc.claim)
+        slot (compare-and-set on the request's document); losing either releases the other.
+        A team request with slot roles gives them a slot of a role they qualify for."""
+        roles = await self._claimable_roles(request_id, who.subject)
+        if roles is None:
+            return await self._take(request_id, who.subject, lc.claim)
+        pinned, allowed = roles
+
+        def command(m: lc.Match, c: Candidate, now: datetime) -> lc.Result:
+            return lc.claim(lc.with_roles(m, pinned), c, now, allowed)
+
+        return await self._take(request_id, who.subject, command)
+
+    async def _claimable_roles(
+        self, request_id: str, volunteer_id: str
+    ) -> tuple[tuple[str, ...], teams.Roles] | None:
+        """For a team request whose service type has slot roles: the role of each slot and
+        the roles this volunteer qualifies for (`policy.ineligibility` per role); else None."""
+        doc = await self._decisions.get(request_id)
+        vol = self._index.get(volunteer_id)
+        if doc is None or vol is None or "posted" not in doc or "lifecycle" not in doc:
+            return None
+        request = RequestPosted.model_validate(doc["posted"])
+        service = self._service_types.get(request.service_type_id)
+        if service is None or not service.slot_roles or doc["lifecycle"].get("mode") != "team":
+            return None
+        d = haversine_km(request.location.lat, request.location.lon, vol.home.lat, vol.home.lon)
+        load = self._loads.cached().get(vol.id, Load())
+        services = teams.services_by_role(service, request.slots)
+        reasons = teams.role_reasons(vol, request, services, load, d)
+        return teams.roles_by_slot(service), teams.eligible_roles(reasons)
 
     async def assign_by_coordinator(
         self, who: Principal, request_id: str, volunteer_id: str
@@ -479,6 +508,7 @@ def encode(match: lc.Match) -> dict[str, Any]:
         escalation_level=match.escalation_level,
         radius_factor=match.radius_factor,
         state=match.state.value,
+        slot_roles=list(match.slot_roles),
     )
     return doc
 
@@ -490,6 +520,7 @@ def decode(doc: dict[str, Any]) -> lc.Match:
         escalation_step=doc.get("escalation_step") or 0,
         escalation_level=doc.get("escalation_level"),
         radius_factor=doc.get("radius_factor") or 1.0,
+        slot_roles=tuple(doc.get("slot_roles") or ()),
     )
 
 

@@ -6,6 +6,11 @@ then all k slots are written with one compare-and-set on the request's document 
 document individual claims race on — so there are never more winners than slots. If the
 slots are gone, or one member has no capacity left, the claim fails as a whole and only the
 capacity this claim took is given back (ADR 0010).
+
+Slot roles (a clinic's barbers, audiologist and dentist): individuals are invited per role
+(the best `claim_invites` of each role), an individual's claim takes a slot of a role they
+qualify for, and a team's members are fitted to free slots of roles they qualify for (or
+the role the lead names for each) inside the same compare-and-set (`domain.teams.fit`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ from zhumeng_kit.views import View
 
 from ..domain import lifecycle as lc
 from ..domain.index import VolunteerIndex
-from ..domain.teams import TeamClaimError, check_lead, plan_claim
+from ..domain.teams import (
+    TeamClaimError,
+    check_lead,
+    plan_claim,
+    role_service,
+    roles_by_slot,
+)
 from .lifecycle_service import LifecycleService
 from .ports import DecisionStore, LoadStore
 
@@ -56,18 +67,29 @@ class TeamClaims:
         service = self._service_types.get(request.service_type_id)
         if service is None:
             return
-        best = self._index.best(request, service, self._loads.cached(), service.claim_invites)
-        invited = [c.volunteer.id for c in best.candidates]
+        invited = self._invitees(request, service)
         if not invited:
             return
         now = datetime.now(UTC)
+        roles = roles_by_slot(service)
 
         def invite(match: lc.Match) -> lc.Result:
             if match.invited or match.state in lc.FINAL:
                 return match, []  # invited before (a redelivery)
-            return lc.open_claim(match, invited, now)
+            return lc.open_claim(lc.with_roles(match, roles), invited, now)
 
         await self._lifecycle.apply(request.request_id, invite)
+
+    def _invitees(self, request: RequestPosted, service: ServiceTypeRecord) -> list[str]:
+        """The best `claim_invites` eligible volunteers — of each role, for a service type
+        with slot roles (so every role with somebody eligible gets invitations)."""
+        loads = self._loads.cached()
+        needs = [role_service(service, r) for r in service.slot_roles] or [service]
+        invited: list[str] = []
+        for need in needs:
+            best = self._index.best(request, need, loads, service.claim_invites)
+            invited += [c.volunteer.id for c in best.candidates if c.volunteer.id not in invited]
+        return invited
 
     # ---- the lead's claim ----------------------------------------------------------------------
 
@@ -81,8 +103,15 @@ class TeamClaims:
         return [t for t in self._teams.items.values() if t.lead_volunteer_id == volunteer_id]
 
     async def claim(
-        self, who: Principal, request_id: str, team_id: str, member_ids: list[str]
+        self,
+        who: Principal,
+        request_id: str,
+        team_id: str,
+        member_ids: list[str],
+        roles: dict[str, str] | None = None,
     ) -> lc.Match:
+        """`roles` (member -> role slug) pins members to roles; otherwise each member may take
+        a slot of any role they qualify for, the slots fitted when the claim is written."""
         team = self.team(team_id)
         try:
             check_lead(team, who.subject)
@@ -102,14 +131,23 @@ class TeamClaims:
                 members[mid] = vol
         try:
             plan = plan_claim(
-                team, who.subject, member_ids, request, service, members, self._loads.cached()
+                team,
+                who.subject,
+                member_ids,
+                request,
+                service,
+                members,
+                self._loads.cached(),
+                roles,
             )
         except TeamClaimError as exc:
             raise Unprocessable(str(exc), code=exc.code, reasons=exc.reasons) from exc
         now = datetime.now(UTC)
         holds = [(c.volunteer.id, c.volunteer.capacity) for c in plan.members]
-        return await self._lifecycle.apply_holding(
-            request_id,
-            holds,
-            lambda m: lc.claim_for_team(m, team.id, who.subject, plan.members, now),
-        )
+        pinned = roles_by_slot(service)
+
+        def transition(m: lc.Match) -> lc.Result:
+            m = lc.with_roles(m, pinned)
+            return lc.claim_for_team(m, team.id, who.subject, plan.members, now, plan.allowed)
+
+        return await self._lifecycle.apply_holding(request_id, holds, transition)

@@ -41,9 +41,10 @@ from zhumeng_contracts.events import (
 )
 from zhumeng_contracts.events.common import TimeWindow
 from zhumeng_contracts.events.lifecycle import EscalationLevel
-from zhumeng_contracts.events.matching import MatchMode
+from zhumeng_contracts.events.matching import MatchMode, ScorePart
 
 from .policy import Candidate
+from .teams import Roles, fit, slot_options
 
 UnfulfilledReason = Literal["window_passed", "escalation_exhausted", "no_candidates"]
 MAX_HOURS = 12.0  # one assignment credits at most this much, whatever the clock says
@@ -97,6 +98,7 @@ class Assignment:
     hours: float = 0.0
     team_id: str | None = None  # a slot a team claimed for this member
     trip_id: str | None = None  # a slot filled on the volunteer's planned trip
+    role: str | None = None  # the slot's role (service types with slot roles)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class Match:
     escalation_step: int = 0  # rungs climbed
     escalation_level: EscalationLevel | None = None
     radius_factor: float = 1.0  # volunteers' radius multiplied (wider_radius rungs)
+    # the role of each slot in order, pinned by the first team-mode decision (`with_roles`)
+    slot_roles: tuple[str, ...] = ()
 
     # ---- derived state -------------------------------------------------------------------
 
@@ -157,6 +161,16 @@ class Match:
             return State.OFFERED
         return State.MATCHING
 
+    def role_of(self, slot: int) -> str | None:
+        """The slot's role; None for a request without roles and slots beyond them."""
+        return self.slot_roles[slot - 1] if 0 < slot <= len(self.slot_roles) else None
+
+    def free_slots_for(self, allowed: Roles | None) -> list[int]:
+        """Free slots of the roles in `allowed` (every free slot when None)."""
+        if allowed is None:
+            return self.free_slots
+        return [s for s in self.free_slots if self.role_of(s) in allowed]
+
     def cooling_off(self, now: datetime) -> frozenset[str]:
         """Volunteers who declined recently: not offered this request again for a while."""
         return frozenset(v for v, until in self.declined_until if until > now)
@@ -190,6 +204,22 @@ def _code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
+def with_roles(match: Match, roles: tuple[str, ...]) -> Match:
+    """Pin the role of each slot once (a later change of the service type's roles does not
+    move people already on this request's slots)."""
+    if match.slot_roles or not roles:
+        return match
+    return replace(match, slot_roles=roles[: match.slots])
+
+
+def _explanation(c: Candidate, role: str | None) -> list[ScorePart]:
+    """The score's parts, and the role the slot was filled for (weight 0: not scored)."""
+    parts = list(c.parts)
+    if role:
+        parts.append(ScorePart(criterion=f"role:{role}", value=1.0, weight=0.0, contribution=0.0))
+    return parts
+
+
 def _assigned_event(
     match: Match, a: Assignment, c: Candidate, considered: int, now: datetime
 ) -> VolunteerAssigned:
@@ -202,7 +232,7 @@ def _assigned_event(
         window=match.window,
         distance_km=round(c.distance_km, 3),
         score=c.score,
-        explanation=list(c.parts),
+        explanation=_explanation(c, a.role),
         candidates_considered=max(1, considered),
         assigned_at=now,
         slot=a.slot,
@@ -211,6 +241,7 @@ def _assigned_event(
         checkin_code=a.checkin_code,
         team_id=a.team_id,
         trip_id=a.trip_id,
+        role=a.role,
     )
 
 
@@ -226,7 +257,13 @@ def _assign(
     if c.volunteer.id in {a.volunteer_id for a in match.live_assignments}:
         raise LifecycleError("already_assigned", f"{c.volunteer.id} already serves this request")
     a = Assignment(
-        _new_id("asg", now), c.volunteer.id, slot, _code(), team_id=team_id, trip_id=trip_id
+        _new_id("asg", now),
+        c.volunteer.id,
+        slot,
+        _code(),
+        team_id=team_id,
+        trip_id=trip_id,
+        role=match.role_of(slot),
     )
     match = replace(match, assignments=(*match.assignments, a))
     return match, [_assigned_event(match, a, c, considered, now)]
@@ -339,14 +376,18 @@ def open_claim(match: Match, invited: list[str], now: datetime) -> Result:
     return match, [event]
 
 
-def claim(match: Match, c: Candidate, now: datetime) -> Result:
-    """An invited volunteer claims a free slot; the first claims win."""
+def claim(match: Match, c: Candidate, now: datetime, allowed: Roles | None = None) -> Result:
+    """An invited volunteer claims a free slot — with slot roles, the lowest free slot of a
+    role in `allowed` (the roles they qualify for); the first claims win."""
     _require_open(match)
     if c.volunteer.id not in match.invited:
         raise LifecycleError("not_invited", f"{c.volunteer.id} was not invited to claim")
     if not match.free_slots:
         raise LifecycleError("no_slot", "every slot is already taken")
-    return _assign(match, c, match.free_slots[0], len(match.invited), now)
+    free = match.free_slots_for(allowed)
+    if not free:
+        raise LifecycleError("no_slot", "no free slot of a role you qualify for")
+    return _assign(match, c, free[0], len(match.invited), now)
 
 
 def assign(match: Match, c: Candidate, now: datetime, considered: int = 1) -> Result:
@@ -363,10 +404,16 @@ TEAM_CLAIMABLE: frozenset[MatchMode] = frozenset({"team", "open_claim"})
 
 
 def claim_for_team(
-    match: Match, team_id: str, lead_id: str, members: list[Candidate], now: datetime
+    match: Match,
+    team_id: str,
+    lead_id: str,
+    members: list[Candidate],
+    now: datetime,
+    allowed: list[Roles] | None = None,
 ) -> Result:
     """A team's lead takes one free slot per named member, all or none: never more slots than
-    are free, whatever individual claims got in first."""
+    are free, whatever individual claims got in first. With slot roles (`allowed`: per member
+    the roles it may take) each member gets a distinct free slot of such a role (`fit`)."""
     _require_open(match)
     if match.mode not in TEAM_CLAIMABLE:
         raise LifecycleError("not_claimable", f"a {match.mode} request is not open to teams")
@@ -375,10 +422,16 @@ def claim_for_team(
     if len(members) > len(match.free_slots):
         free = len(match.free_slots)
         raise LifecycleError("no_slot", f"{free} slot(s) free, {len(members)} asked for")
+    if allowed:
+        role_of = {s: match.role_of(s) for s in match.free_slots}
+        chosen = fit(slot_options(match.free_slots, role_of, allowed))
+        if chosen is None:
+            raise LifecycleError("no_slot", "not enough free slots of the members' roles")
+    else:
+        chosen = match.free_slots[: len(members)]
     events: list[Event] = []
     slots: list[int] = []
-    for c in members:
-        slot = match.free_slots[0]
+    for c, slot in zip(members, chosen, strict=True):
         match, produced = _assign(match, c, slot, len(members), now, team_id=team_id)
         slots.append(slot)
         events += produced
@@ -655,7 +708,7 @@ def reassign(match: Match, assignment_id: str, c: Candidate, now: datetime) -> R
         reason="reassigned",
         cancelled_at=now,
     )
-    new = Assignment(_new_id("asg", now), c.volunteer.id, a.slot, _code())
+    new = Assignment(_new_id("asg", now), c.volunteer.id, a.slot, _code(), role=a.role)
     match = replace(match, assignments=(*match.assignments, new))
     assigned = _assigned_event(match, new, c, 1, now).model_copy(update={"mode": "coordinator"})
     return match, [cancelled, assigned]

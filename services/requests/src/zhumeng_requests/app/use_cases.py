@@ -37,6 +37,33 @@ class Posted:
     replayed: bool
 
 
+def slots_of(body: NewRequest, service_type: ServiceTypeRecord) -> int:
+    """A service type with slot roles fixes the number of slots (the sum of its roles'
+    counts): the requester need not give it, and may not give another."""
+    if not service_type.slot_roles:
+        return body.slots
+    total = sum(r.count for r in service_type.slot_roles)
+    if "slots" in body.model_fields_set and body.slots != total:
+        raise Unprocessable(
+            f"{service_type.id} requests have {total} slots (one per role member), "
+            f"not {body.slots}",
+            field="slots",
+        )
+    return total
+
+
+def roles_field(service_type: ServiceTypeRecord) -> dict[str, Any]:
+    """Which slots each role takes (slots 1..c1 the first role, ...), kept on the request."""
+    if not service_type.slot_roles:
+        return {}
+    out, first = [], 1
+    for r in service_type.slot_roles:
+        slots = list(range(first, first + r.count))
+        out.append({"role": r.role, "name_zh": r.name_zh, "name_en": r.name_en, "slots": slots})
+        first += r.count
+    return {"slot_roles": out}
+
+
 class RequestService:
     def __init__(self, repo: RequestRepository, catalog: Catalog, on_events: Any = None) -> None:
         self._repo = repo
@@ -55,6 +82,7 @@ class RequestService:
         try:
             service_type, place = self._validate(body, now)
             dropoff = self._validate_dropoff(body, service_type)
+            slots = slots_of(body, service_type)
         except Unprocessable:
             existing = await self._repo.by_idempotency_key(scoped_key)
             if existing is not None:
@@ -78,7 +106,7 @@ class RequestService:
             township_id=township_id,
             location=place.location,
             window=body.window,
-            slots=body.slots,
+            slots=slots,
             language=body.language,
             posted_at=now,
             dropoff_place_id=dropoff.id if dropoff else None,
@@ -98,7 +126,8 @@ class RequestService:
                 "place_id": place.id,
                 "township_id": township_id,
                 "window": body.window.model_dump(mode="json"),
-                "slots": body.slots,
+                "slots": slots,
+                **roles_field(service_type),
                 "language": body.language,
                 "notes": body.notes,
                 **carry_fields(body),
