@@ -37,6 +37,7 @@ def view(match: Match, who: Principal) -> dict[str, Any]:
         "service_type_id": match.service_type_id,
         "state": match.state.value,
         "slots": match.slots,
+        "slot_roles": list(match.slot_roles),  # role of slot 1, 2, ... (team requests)
         "mode": match.mode,
         "window": match.window.model_dump(mode="json"),
         "review": match.review or None,
@@ -50,6 +51,7 @@ def view(match: Match, who: Principal) -> dict[str, Any]:
                 "assignment_id": a.assignment_id,
                 "volunteer_id": a.volunteer_id,
                 "slot": a.slot,
+                "role": a.role,
                 "status": a.status,
                 "checked_in_at": a.checked_in_at,
                 "checked_out_at": a.checked_out_at,

@@ -26,6 +26,9 @@ class TeamClaimBody(BaseModel):
 
     team_id: str = Field(min_length=1, max_length=64)
     member_ids: list[MemberId] = Field(min_length=1, max_length=MAX_MEMBERS_PER_CLAIM)
+    # optional: member -> role slug, pinning members to roles of a request with slot roles;
+    # without it matching fits each member to a free slot of a role they qualify for
+    roles: dict[MemberId, str] | None = None
 
 
 def teams_router(
@@ -38,11 +41,16 @@ def teams_router(
     async def claim(request_id: str, body: TeamClaimBody, who: Lead) -> dict[str, Any]:
         """The team's lead takes one open slot per named member, all or none (409 when fewer
         slots are open; 403 for anyone but the lead; 422 with each ineligible member)."""
-        match = await claims.claim(who, request_id, body.team_id, body.member_ids)
+        match = await claims.claim(who, request_id, body.team_id, body.member_ids, body.roles)
         shown = view(match, who)
         # the lead sees the slots of the team's members (not their check-in codes)
         shown["team"] = [
-            {"assignment_id": a.assignment_id, "volunteer_id": a.volunteer_id, "slot": a.slot}
+            {
+                "assignment_id": a.assignment_id,
+                "volunteer_id": a.volunteer_id,
+                "slot": a.slot,
+                "role": a.role,
+            }
             for a in match.live_assignments
             if a.team_id == body.team_id
         ]

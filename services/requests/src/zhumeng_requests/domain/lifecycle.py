@@ -129,6 +129,7 @@ class Assignment(BaseModel):
     ended_at: datetime | None = None
     team_id: str | None = None  # a slot a team claimed for this member
     trip_id: str | None = None  # a slot filled on the volunteer's planned trip
+    role: str | None = None  # the slot's role (a clinic's barber, dentist, ...)
 
     @property
     def live(self) -> bool:
@@ -253,6 +254,7 @@ def _assigned(state: RequestState, event: VolunteerAssigned) -> Change | None:
         assigned_at=event.assigned_at,
         team_id=event.team_id,
         trip_id=event.trip_id,
+        role=event.role,
     )
     assignments = (*state.assignments, new)
     return Change(derived_status(assignments, state.slots), assignments)
