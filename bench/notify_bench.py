@@ -253,6 +253,7 @@ def start_notify(infra: Infra, data: Path, batch: int) -> ServiceProcess:
         port,
         "bench",
         ZHUMENG_NOTIFY_QUIET_HOURS="off",
+        ZHUMENG_INAPP_ENABLED="false",  # else in-app comes before the log channel
         ZHUMENG_NOTIFY_BATCH_MAX_RECORDS=str(batch),
         ZHUMENG_RELAY_POLL_MS="200",
     )

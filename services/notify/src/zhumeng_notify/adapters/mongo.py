@@ -150,6 +150,7 @@ class MongoDeliveryRepository:
         self._on_events = on_events or (lambda: None)
         # claims inserted here and sent at once: their outcome is written from memory
         self._fresh: OrderedDict[str, Doc] = OrderedDict()
+        self._history: asyncio.Task[None] | None = None  # the last batch's history being written
 
     async def ensure_indexes(self) -> None:
         await ensure_outbox_index(self._coll)  # deferrals and the rare paths' events
@@ -334,16 +335,18 @@ class MongoDeliveryRepository:
             else:
                 single.append(c)
         held = await self._complete_batch(batch) if batch else 0
-        results = await asyncio.gather(*(self._complete_one(c) for c in single))
-        held += sum(results)
-        if held:
+        single_held = sum(await asyncio.gather(*(self._complete_one(c) for c in single)))
+        if single_held:
             self._on_events()
-        return held
+        return held + single_held
 
     async def _complete_batch(self, batch: list[tuple[Completion, Doc]]) -> int:
         """One outcome document (the outcomes and their events), one insert of the history
         documents, then the outcome document is released to the relay: O(1) round trips and
-        no updated delivery document."""
+        no updated delivery document. The outcomes are durable once the outcome document is
+        in, so the history is written while the caller goes on with its next batch (one
+        batch's history at a time; a crash before it is repaired from the outcomes)."""
+        await self.settled()
         outcome_id = new_id("out")
         doc = new_document(
             {
@@ -363,11 +366,24 @@ class MongoDeliveryRepository:
         )
         doc["has_outbox"] = False  # the relay waits for the history documents
         await self._outcomes.insert_one(doc)
-        await self._insert_history(
-            [_history_doc(claim, _outcome_fields(c), [_attempt(c)], []) for c, claim in batch]
-        )
-        await self._release(outcome_id)
+        history = [_history_doc(claim, _outcome_fields(c), [_attempt(c)], []) for c, claim in batch]
+        self._history = asyncio.create_task(self._write_history(outcome_id, history))
         return len(batch)
+
+    async def _write_history(self, outcome_id: str, docs: list[Doc]) -> None:
+        await self._insert_history(docs)
+        await self._release(outcome_id)
+        self._on_events()
+
+    async def settled(self) -> None:
+        """Wait for the history of the outcomes recorded so far (a failure is logged: the
+        repair writes it later)."""
+        task, self._history = self._history, None
+        if task is None:
+            return
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.error("writing a batch's history failed; repaired later", exc_info=task.exception())
 
     async def _insert_history(self, docs: list[Doc]) -> None:
         try:
