@@ -31,7 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -41,7 +41,7 @@ from zhumeng_kit.mongo import Doc
 from zhumeng_kit.outbox import append_events, ensure_outbox_index, new_document, outbox_entry
 
 from ..app.ports import Completion, NewDelivery
-from ..domain.model import FINAL, Claim, Delivery, Final, Receipt
+from ..domain.model import FINAL, INAPP_CHANNEL, Claim, Delivery, Final, Receipt
 
 log = logging.getLogger("zhumeng.notify.store")
 
@@ -54,6 +54,9 @@ LEASE_MARGIN = timedelta(seconds=5)  # clock skew between replicas, well inside 
 REPAIR_AFTER = timedelta(seconds=10)  # an unreleased batch this old lost its writer
 CACHED_CLAIMS = 20_000  # claims kept in memory until their outcome (bounded)
 ReceiptResult = Literal["recorded", "duplicate", "unknown"]
+# channels whose history document is written when claimed, pending: the in-app stream resumes
+# from stored pending and sent in-app deliveries (a reconnecting client names the last one)
+HISTORY_AT_CLAIM = frozenset({INAPP_CHANNEL})
 
 # what a claim carries besides the lease: enough to resend it and to write its history
 CONTENT = (
@@ -121,6 +124,19 @@ _OUTCOME_KEYS = (
     "error",
     "lease_until",
 )
+
+
+def _outcome_update(doc: Doc) -> UpdateOne:
+    """A history document that exists already gets a history document's outcome - unless it
+    is final (a repair, or a sender that outlived its lease, wrote it first: both announced it
+    under the same event id)."""
+    return UpdateOne(
+        {"_id": doc["_id"], "status": {"$nin": sorted(FINAL)}},
+        {
+            "$set": {k: doc[k] for k in _OUTCOME_KEYS},
+            "$push": {"attempt_log": {"$each": doc["attempt_log"]}},
+        },
+    )
 
 
 def _history_doc(claim: Doc, fields: Doc, attempt_log: list[Doc], entries: list[Doc]) -> Doc:
@@ -249,7 +265,21 @@ class MongoDeliveryRepository:
                 self._remember(doc)
                 claims.append(Claim("send", 1, "pending", doc["lease_until"]))
         await self._write_deferrals(deferrals)
+        await self._write_pending([d for i, d in enumerate(docs) if i not in duplicates])
         return claims
+
+    async def _write_pending(self, claims: list[Doc]) -> None:
+        """The pending history documents of fresh claims on a HISTORY_AT_CLAIM channel."""
+        docs = []
+        for claim in claims:
+            if claim["channel"] in HISTORY_AT_CLAIM and claim["status"] == "pending":
+                claim["history"] = True  # (in memory only) its outcome updates it
+                fields = {k: claim.get(k) for k in _OUTCOME_KEYS} | {
+                    "updated_at": claim["created_at"]
+                }
+                docs.append(_history_doc(claim, fields, [], []))
+        if docs:
+            await self._insert_history(docs)
 
     def _remember(self, doc: Doc) -> None:
         self._fresh[doc["_id"]] = doc
@@ -367,11 +397,12 @@ class MongoDeliveryRepository:
         doc["has_outbox"] = False  # the relay waits for the history documents
         await self._outcomes.insert_one(doc)
         history = [_history_doc(claim, _outcome_fields(c), [_attempt(c)], []) for c, claim in batch]
-        self._history = asyncio.create_task(self._write_history(outcome_id, history))
+        written = {claim["_id"] for _, claim in batch if claim.get("history")}
+        self._history = asyncio.create_task(self._write_history(outcome_id, history, written))
         return len(batch)
 
-    async def _write_history(self, outcome_id: str, docs: list[Doc]) -> None:
-        await self._insert_history(docs)
+    async def _write_history(self, outcome_id: str, docs: list[Doc], written: set[str]) -> None:
+        await self._insert_history(docs, written)
         await self._release(outcome_id)
         self._on_events()
 
@@ -385,19 +416,19 @@ class MongoDeliveryRepository:
         if not task.cancelled() and task.exception() is not None:
             log.error("writing a batch's history failed; repaired later", exc_info=task.exception())
 
-    async def _insert_history(self, docs: list[Doc]) -> None:
+    async def _insert_history(
+        self, docs: list[Doc], written: frozenset[str] | set[str] = frozenset()
+    ) -> None:
+        """History documents in one bulk write: inserted, or (`written`, or found to exist)
+        updated with their outcome."""
+        ops: list[InsertOne[Doc] | UpdateOne] = [
+            _outcome_update(d) if d["_id"] in written else InsertOne(d) for d in docs
+        ]
         try:
-            await self._coll.insert_many(docs, ordered=False)
+            await self._coll.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
-            # a history document exists already: final (a repair, or a sender that outlived
-            # its lease - both announced it under the same event id) or not (a deferral)
-            for i in _duplicates(exc):
-                doc = docs[i]
-                fields = {k: doc[k] for k in _OUTCOME_KEYS}
-                await self._coll.update_one(
-                    {"_id": doc["_id"], "status": {"$nin": sorted(FINAL)}},
-                    {"$set": fields, "$push": {"attempt_log": {"$each": doc["attempt_log"]}}},
-                )
+            again = [_outcome_update(docs[i]) for i in _duplicates(exc)]
+            await self._coll.bulk_write(again, ordered=False)
 
     async def _release(self, outcome_id: str) -> None:
         await self._outcomes.update_one(
