@@ -4,9 +4,10 @@ database. Prints figures; asserts nothing.
 
 * **notify**: the real service (`python -m zhumeng_notify`, a process of its own) on a local
   Kafka broker and document server started here (`zhumeng_devstack.testing.running_infra`),
-  with only the log channel (in-app off; `--channel inapp` measures in-app) and quiet hours off. The bench publishes N `RequestUnmatched`
-  events to `matching.events.v1` (their requester contacts were published before notify
-  started), each due one notification. *Publish time* is taken just before each send; the
+  with only the log channel (in-app off; `--channel inapp` measures in-app instead) and
+  quiet hours off. The bench publishes N `RequestUnmatched` events to `matching.events.v1`
+  (their requester contacts were published before notify started), each due one
+  notification. *Publish time* is taken just before each send; the
   *delivery time* is the `delivered_at` notify stamps when it records the delivery as sent
   (the same clock: one machine), read from `notify.events.v1` by a plain consumer positioned
   at the end of the topic before the run.

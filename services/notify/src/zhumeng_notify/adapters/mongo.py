@@ -52,6 +52,7 @@ OUTCOMES = f"{COLLECTION}_outcomes"
 DUPLICATE = 11000
 LEASE_MARGIN = timedelta(seconds=5)  # clock skew between replicas, well inside the lease
 REPAIR_AFTER = timedelta(seconds=10)  # an unreleased batch this old lost its writer
+KEEP_OUTCOMES = timedelta(hours=1)  # published outcome documents, for inspection
 CACHED_CLAIMS = 20_000  # claims kept in memory until their outcome (bounded)
 ReceiptResult = Literal["recorded", "duplicate", "unknown"]
 # channels whose history document is written when claimed, pending: the in-app stream resumes
@@ -506,11 +507,20 @@ class MongoDeliveryRepository:
             log.warning("repaired %d unreleased outcome batches", repaired)
             self._on_events()
 
+    async def prune(self, older_than: timedelta = KEEP_OUTCOMES) -> None:
+        """Outcome documents that are released and published say nothing the history does
+        not: they are removed after a while."""
+        cutoff = datetime.now(UTC) - older_than
+        await self._outcomes.delete_many(
+            {"released": True, "has_outbox": False, "written_at": {"$lt": cutoff}}
+        )
+
     async def repair_forever(self, every_s: float = 5.0) -> None:
         while True:
             await asyncio.sleep(every_s)
             try:
                 await self.repair(REPAIR_AFTER)
+                await self.prune()
             except asyncio.CancelledError:
                 raise
             except Exception:
