@@ -140,6 +140,17 @@ def _outcome_update(doc: Doc) -> UpdateOne:
     )
 
 
+def _upserted(claim: Doc) -> Doc:
+    """What a history document written by an upsert starts with (`$setOnInsert`)."""
+    return {
+        **{k: claim.get(k) for k in CONTENT},
+        "seq": new_id("dlv"),
+        "deferred_until": claim.get("deferred_until"),
+        "receipts": [],
+        "receipt_status": None,
+    }
+
+
 def _history_doc(claim: Doc, fields: Doc, attempt_log: list[Doc], entries: list[Doc]) -> Doc:
     content = {k: claim.get(k) for k in CONTENT}
     return new_document(
@@ -446,16 +457,9 @@ class MongoDeliveryRepository:
         )
         if claim is None:
             return 0
-        content = {k: claim.get(k) for k in CONTENT}
         update = append_events(
             {
-                "$setOnInsert": {
-                    **content,
-                    "seq": new_id("dlv"),
-                    "deferred_until": claim.get("deferred_until"),
-                    "receipts": [],
-                    "receipt_status": None,
-                },
+                "$setOnInsert": _upserted(claim),
                 "$set": _outcome_fields(c),
                 "$push": {"attempt_log": _attempt(c)},
             },
@@ -540,14 +544,10 @@ class MongoDeliveryRepository:
         await self._coll.update_one(
             {"_id": delivery_id},
             {
-                "$setOnInsert": {
-                    **{k: claim.get(k) for k in CONTENT},
-                    "seq": new_id("dlv"),
-                    "deferred_until": claim.get("deferred_until"),
+                "$setOnInsert": _upserted(claim)
+                | {
                     "sent_at": None,
                     "provider_message_id": None,
-                    "receipts": [],
-                    "receipt_status": None,
                     "_v": 1,
                     "outbox": [],
                     "has_outbox": False,
