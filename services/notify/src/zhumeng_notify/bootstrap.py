@@ -73,6 +73,7 @@ def build(
     relay = runtime.outbox_relay([OUTCOMES, COLLECTION])
     deliveries = MongoDeliveryRepository(runtime.db[COLLECTION], on_events=relay.wake)
     runtime.on_startup(deliveries.ensure_indexes)
+    runtime.on_startup(deliveries.backfill_claims)  # deliveries from before claims had theirs
     runtime.on_startup(deliveries.repair)  # a crash's unreleased outcomes, before any resend
     runtime.in_background(deliveries.repair_forever)  # other replicas' crashes
 

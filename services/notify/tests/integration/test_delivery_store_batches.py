@@ -213,3 +213,37 @@ async def test_an_outcome_written_twice_is_announced_under_one_event_id(
     await repo.settled()
     doc = await deliveries.find_one({"_id": d.id})
     assert doc is not None and doc["status"] == "sent"
+
+
+async def test_deliveries_recorded_before_the_claims_collection_are_found_after_a_backfill(
+    deliveries: AsyncCollection[Doc],
+) -> None:
+    old_sent, old_pending = delivery(8), delivery(9)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for d, status in ((old_sent, "sent"), (old_pending, "pending")):
+        await deliveries.insert_one(
+            {
+                "_id": d.id,
+                "recipient_id": d.recipient_id,
+                "role": d.role,
+                "channel": d.channel,
+                "locale": d.locale,
+                "subject": d.subject,
+                "body": d.body,
+                "cause_event_id": d.cause.event_id,
+                "cause_event_type": d.cause.event_type,
+                "request_id": d.cause.request_id,
+                "status": status,
+                "attempts": 1,
+                "lease_until": None if status == "sent" else now,
+                "created_at": now,
+            }
+        )
+    repo = MongoDeliveryRepository(deliveries)
+    await repo.backfill_claims()
+    await repo.backfill_claims()  # once: the second finds its marker
+    later = now + timedelta(seconds=1)
+    assert (await repo.claim(old_sent, later, LEASE)).kind == "done"
+    taken = await repo.claim(old_pending, later, LEASE)  # its sender's lease ran out
+    assert (taken.kind, taken.attempts) == ("send", 2)
+    assert await claims_of(deliveries).count_documents({}) == 2

@@ -53,6 +53,7 @@ DUPLICATE = 11000
 LEASE_MARGIN = timedelta(seconds=5)  # clock skew between replicas, well inside the lease
 REPAIR_AFTER = timedelta(seconds=10)  # an unreleased batch this old lost its writer
 KEEP_OUTCOMES = timedelta(hours=1)  # published outcome documents, for inspection
+BACKFILLED = "migration:claims"  # marker (in the outcomes) of `backfill_claims`
 CACHED_CLAIMS = 20_000  # claims kept in memory until their outcome (bounded)
 ReceiptResult = Literal["recorded", "duplicate", "unknown"]
 # channels whose history document is written when claimed, pending: the in-app stream resumes
@@ -349,6 +350,30 @@ class MongoDeliveryRepository:
             return history
         claim = await self._claims.find_one({"_id": delivery_id}, fields)
         return claim if claim is not None else history
+
+    async def backfill_claims(self) -> None:
+        """Deliveries recorded before claims had a collection of their own get their claim,
+        so that a redelivered old event still finds its delivery. Once per database (run
+        again, idempotently, if a crash came first)."""
+        if await self._outcomes.find_one({"_id": BACKFILLED}) is not None:
+            return
+        keep = (*CONTENT, "status", "attempts", "lease_until", "deferred_until", "last_attempt")
+        claims: list[Doc] = []
+        async for doc in self._coll.find({}, {k: 1 for k in keep}):
+            claims.append({k: doc.get(k) for k in ("_id", *keep)})
+            if len(claims) >= 1000:
+                await self._insert_claims(claims)
+                claims = []
+        await self._insert_claims(claims)
+        await self._outcomes.insert_one({"_id": BACKFILLED, "released": True, "has_outbox": False})
+
+    async def _insert_claims(self, claims: list[Doc]) -> None:
+        if not claims:
+            return
+        try:
+            await self._claims.insert_many(claims, ordered=False)
+        except BulkWriteError as exc:
+            _duplicates(exc)
 
     # ---- outcomes ---------------------------------------------------------------------------
 
