@@ -59,7 +59,8 @@ async def test_posted_request_is_assigned_and_both_people_are_emailed(platform: 
     assert {n["recipient_id"] for n in sent} == {"res_e2e", volunteer_id}
     assert all(n["channel"] == "email" for n in sent)
     assert all("@" in (n["address"] or "") and "***" in n["address"] for n in sent)  # masked
-    assert [n["request_id"] for n in mine] == [request_id]  # a resident sees only their own
+    # a resident sees only their own: "received" and "matched", both for this request
+    assert [n["request_id"] for n in mine] == [request_id, request_id]
 
     async def emails() -> list[Any] | None:
         got = [

@@ -128,7 +128,9 @@ async def test_kill_matching_mid_stream(platform: Platform) -> None:
         deliveries_coll = mongo[f"{platform.config.db_prefix}_notify"]["deliveries"]
 
         for load in loads:
-            assert load["n"] == len(load["active"]) <= capacity[load["_id"]], load
+            # (volunteers other tests published straight onto the catalog topic are not in
+            # the catalog API's list; their counts must still agree)
+            assert load["n"] == len(load["active"]) <= capacity.get(load["_id"], 20), load
         holders = Counter(r for load in loads for r in load["active"] if r in ids)
         assert set(holders) == assigned and set(holders.values()) == {1}
 

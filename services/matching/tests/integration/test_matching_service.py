@@ -20,6 +20,7 @@ from zhumeng_devstack.testing import (
     publish_request,
     read_topic,
 )
+from zhumeng_matching.domain.policy import CRITERIA
 
 pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_it", "admin")
@@ -65,12 +66,7 @@ async def test_assigns_once_even_when_the_request_arrives_twice(platform: Platfo
             f"/v1/decisions/{event.request_id}", headers=bearer("vol_nobody", "volunteer")
         )
     assert decision["state"] == "assigned"
-    assert [p["criterion"] for p in decision["explanation"]] == [
-        "distance",
-        "fairness",
-        "newcomer",
-        "language",
-    ]
+    assert [p["criterion"] for p in decision["explanation"]] == list(CRITERIA)
     assert hidden.status_code == 404
 
 
