@@ -38,7 +38,6 @@ MINUTE_S = 3
 LADDER_ENV = {
     "ZHUMENG_ESCALATION_MINUTE_S": str(MINUTE_S),
     "ZHUMENG_OFFICE_HOURS": "mon-sun 00:00-24:00",
-    "ZHUMENG_DAILY_OFFER_CAP": "2",
 }
 RUNGS = [
     (1, "wider_radius", 1.5),
@@ -195,8 +194,20 @@ async def test_two_replicas_climb_each_rung_once(
     assert set(ended.values()) == {1}
 
 
+@pytest.fixture
+def daily_cap_of_two(platform: Platform, short_ladder: None) -> Iterator[None]:
+    """Matching restarted with a daily cap of two offers or invitations per volunteer."""
+    saved = dict(platform.config.extra_env)
+    platform.config.extra_env["ZHUMENG_DAILY_OFFER_CAP"] = "2"
+    platform.restart("matching")
+    yield
+    platform.config.extra_env.clear()
+    platform.config.extra_env.update(saved)
+    platform.restart("matching")
+
+
 async def test_nobody_is_invited_more_often_a_day_than_the_cap(
-    platform: Platform, short_ladder: None
+    platform: Platform, daily_cap_of_two: None
 ) -> None:
     # in Guobao, far from the Longxun requests of the other tests; a ladder too slow to act
     service = await create_service_type(

@@ -93,6 +93,10 @@ def isolated_stack_config(data_dir: Path, seed_demo: bool = True) -> StackConfig
         db_prefix="zt",
         seed_demo=seed_demo,
         environment="test",
+        # One test session sends hundreds of offers and invitations to the same demo
+        # volunteers within a day: the daily cap would let earlier tests starve later ones.
+        # The cap has its own test, which sets it low for itself.
+        extra_env={"ZHUMENG_DAILY_OFFER_CAP": "1000"},
     )
 
 
