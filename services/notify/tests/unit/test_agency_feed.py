@@ -266,6 +266,38 @@ async def test_a_replay_redelivers_the_matching_events_marked_with_its_id() -> N
     assert sorted(p[2] for p in sender.posts) == sorted(r.value for r in records[:2])
 
 
+async def test_a_replay_whose_scan_fails_is_scanned_again_and_sends_each_event_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    target = sub("s1", (), ("pl_longxun",))
+    store = FakeStore([target])
+    metas = [EventMeta.new(posted(f"req_{i}"), "zhumeng/requests") for i in range(3)]
+    records = [FakeRecord(wire_message(m, posted(f"req_{i}"))[0]) for i, m in enumerate(metas)]
+    sender = FakeSender()
+    feed, _ = feed_of(store, sender)
+    scans = 0
+
+    async def flaky_history(since: datetime, until: Offsets) -> AsyncIterator[Any]:
+        nonlocal scans
+        scans += 1
+        for i, record in enumerate(records):
+            if scans == 1 and i == 2:
+                raise ConnectionError("the broker went away mid-scan")
+            yield record
+
+    async def no_pause(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(feed, "_history", flaky_history)
+    monkeypatch.setattr("zhumeng_notify.app.agency_feed.asyncio.sleep", no_pause)
+    replay = await feed.start_replay(target, NOW - timedelta(hours=1))
+    await feed.run_replay(replay["_id"])
+    await feed.drain()
+    assert scans == 2 and store.replays[replay["_id"]]["state"] == "done"
+    # the two events enqueued by the failed scan are not sent again by the second one
+    assert sorted(p[1] for p in sender.posts) == sorted(m.id for m in metas)
+
+
 def test_urls_must_be_http_and_internal_hosts_need_the_setting() -> None:
     assert check_url("https://agency.example.org/hook", allow_loopback=False)
     for bad in ("ftp://x.org/a", "https:///nohost", "https://user:pw@x.org/"):

@@ -336,13 +336,21 @@ class AgencyFeed:
         for doc in await self._store.running_replays():
             self._spawn(doc["_id"])
 
-    async def run_replay(self, replay_id: str) -> None:
-        try:
-            await self._replay(replay_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("replay %s failed; it resumes at the next start", replay_id)
+    async def run_replay(self, replay_id: str, attempts: int = 6) -> None:
+        """Scan, and scan again after a failure (a broker or database hiccup under load) with a
+        growing pause; re-enqueuing is idempotent, so a partial scan repeated sends nothing
+        twice. After the last attempt it resumes at the next start."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._replay(replay_id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("replay %s failed (attempt %d of %d)", replay_id, attempt, attempts)
+                if attempt < attempts:
+                    await asyncio.sleep(min(2.0**attempt, 30.0))
+        log.error("replay %s gave up for now; it resumes at the next start", replay_id)
 
     async def _replay(self, replay_id: str) -> None:
         doc = await self._store.replay(replay_id)
