@@ -84,6 +84,7 @@ _REST_MAX = sum(w for k, w in WEIGHTS.items() if k != "distance")
 _W_FAIR, _W_EXP = WEIGHTS["fairness"], WEIGHTS["experience"]
 W_RECENT, W_RATING, W_NEW = WEIGHTS["recent_hours"], WEIGHTS["rating"], WEIGHTS["newcomer"]
 _P_LANG = round4(WEIGHTS["language"])  # 1 for anyone eligible
+_W_EXP_UNIT = _W_EXP / pol.EXPERIENCE_FULL  # per completion of the type, for bounds
 _REST_ORDER = ("fairness", "recent_hours", "experience", "rating", "newcomer", "language")
 assert tuple(WEIGHTS) == ("distance", *_REST_ORDER)  # the order `_parts` adds them in
 _CHUNK = 32  # candidates converted to Python at a time in the exact pass
@@ -186,6 +187,7 @@ _COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("_p_recent", np.float64, 0.0),
     ("_p_rating", np.float64, 0.0),
     ("_p_new", np.float64, 0.0),
+    ("_p_static", np.float64, 0.0),  # their sum plus language: for bounds only
 )
 
 
@@ -254,6 +256,7 @@ class VolunteerIndex:
     _p_recent: np.ndarray
     _p_rating: np.ndarray
     _p_new: np.ndarray
+    _p_static: np.ndarray
 
     def __init__(self) -> None:
         self._slot_of: dict[str, int] = {}
@@ -444,6 +447,7 @@ class VolunteerIndex:
             W_RATING * pol.rating_figure(stats.stars_sum, stats.stars_n)
         )
         self._p_new[slot] = p3 = round4(W_NEW * pol.newcomer_figure(stats.completed))
+        self._p_static[slot] = p1 + p2 + p3 + _P_LANG
         # a bound, only ever raised: a lower one elsewhere just bounds less tightly
         self._static_max = max(self._static_max, p1 + p2 + p3)
         for t, n in stats.by_type.items():
@@ -542,6 +546,24 @@ class VolunteerIndex:
         out[4] = self._p_new[pos]
         out[5] = _P_LANG
         return out
+
+    def _exact_total(
+        self, s: int, d: float, radius: float, active: np.ndarray, exp: np.ndarray | None
+    ) -> float:
+        """`policy.total_of` of an eligible slot at distance d: the contributions rounded
+        and added in `WEIGHTS` order, so the same float as `policy.score_total`."""
+        total = round4(max(0.0, 1.0 - d / radius) * _DIST_W)
+        total += round4((1.0 - active.item(s) / self._effcap.item(s)) * _W_FAIR)
+        total += self._p_recent.item(s)
+        if exp is not None:
+            full = pol.EXPERIENCE_FULL
+            total += round4(min(exp.item(s), full) / full * _W_EXP)
+        else:
+            total += 0.0
+        total += self._p_rating.item(s)
+        total += self._p_new.item(s)
+        total += _P_LANG
+        return round4(total)
 
     def _nearby_slots(self, lat: float, lon: float, required_skills: Iterable[str]) -> np.ndarray:
         need = list(dict.fromkeys(required_skills))
@@ -796,13 +818,17 @@ class VolunteerIndex:
         # reachable volunteers gathered by earlier rounds but beyond their ratio: slot, d/r
         carry_pos = np.zeros(0, dtype=np.intp)
         carry_ratio = np.zeros(0)
+        # the grid is the rarest skill's: its holders need no check of that skill alone
+        check_skills = smask and (len(need_skills) > 1 or not s_exact)
+        x0, y0, z0 = _unit(rlat, rlon)
+        effcap, pstat = self._effcap, self._p_static
         while True:
             parts = self._gather(grid, rlat, rlon, hi, seen)
             if parts:
                 pos = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                # the cheap integer checks first, the trigonometry on what is left
-                m = active[pos] < self._effcap[pos]
-                if smask:
+                # the cheap integer checks first, the distances on what is left
+                m = active[pos] < effcap[pos]
+                if check_skills:
                     m &= (self._skills[pos] & smask) == smask
                 if cmask:
                     m &= (self._certs[pos] & cmask) == cmask
@@ -810,34 +836,44 @@ class VolunteerIndex:
                     m &= (self._langs[pos] & lmask) != 0
                 pos = pos[m]
                 pos = pos[self._covers.ok(self._sched[pos], window, dur)]
-                h = np.sin((self._lat[pos] - lat0) * 0.5) ** 2 + cos0 * self._coslat[pos] * (
-                    np.sin((self._lon[pos] - lon0) * 0.5) ** 2
-                )
-                ratio = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+                # squared chords against the radius' (no trigonometry), with a margin: the
+                # exact haversine decides later
+                c = self._x[pos] - x0
+                c2 = c * c
+                c = self._y[pos] - y0
+                c2 += c * c
+                c = self._z[pos] - z0
+                c2 += c * c
+                inside = c2 <= self._chord2[pos] * (1 + 1e-8) + 1e-18
+                pos = pos[inside]
+                ratio = np.sqrt(c2[inside])
+                ratio *= 0.5
+                np.arcsin(np.minimum(1.0, ratio, out=ratio), out=ratio)
+                ratio *= 2 * EARTH_RADIUS_KM
                 ratio /= self._radius[pos]
-                inside = ratio <= 1.0 + 1e-9
-                pos, ratio = pos[inside], ratio[inside]
                 if len(carry_pos):
                     pos = np.concatenate((carry_pos, pos))
                     ratio = np.concatenate((carry_ratio, ratio))
             else:
                 pos, ratio = carry_pos, carry_ratio
-            now = ratio <= (hi if hi < 1.0 else 1.0 + 1e-9)
-            carry_pos, carry_ratio = pos[~now], ratio[~now]
-            pos, ratio = pos[now], ratio[now]
+            if hi < 1.0:
+                now = ratio <= hi
+                carry_pos, carry_ratio = pos[~now], ratio[~now]
+                pos, ratio = pos[now], ratio[now]
             if len(pos):
-                parts_ = self._parts(pos, active, exp)
-                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio) + parts_.sum(axis=0)
+                # an upper bound of the exact score (unrounded parts: within `_EPS`)
+                bound = np.maximum(0.0, 1.0 - ratio)
+                bound *= _DIST_W
+                fair = active[pos] / effcap[pos]
+                bound += _W_FAIR
+                bound -= fair * _W_FAIR
+                bound += pstat[pos]
+                if exp is not None:
+                    bound += np.minimum(exp[pos], pol.EXPERIENCE_FULL) * _W_EXP_UNIT
                 order = np.argsort(-bound, kind="stable")
                 for at in range(0, len(order), _CHUNK):
                     chunk = order[at : at + _CHUNK]
-                    rows = zip(
-                        pos[chunk].tolist(),
-                        bound[chunk].tolist(),
-                        parts_[:, chunk].T.tolist(),
-                        strict=True,
-                    )
-                    for s, b, rest in rows:
+                    for s, b in zip(pos[chunk].tolist(), bound[chunk].tolist(), strict=True):
                         if b + _EPS < kth:
                             break  # the rest of this round is sorted below the k-th best
                         considered += 1
@@ -854,11 +890,8 @@ class VolunteerIndex:
                             continue
                         if vol.unavailable and self._away(np.array([s]), window, dur)[0]:
                             continue  # on leave (checked only for the few checked exactly)
-                        # `policy.total_of`: the contributions added in `WEIGHTS` order
-                        total = round4(max(0.0, 1.0 - d / vol.radius_km) * _DIST_W)
-                        for p in rest:
-                            total += p
-                        insort(top, (-round4(total), d, vol.id, s))
+                        total = self._exact_total(s, d, vol.radius_km, active, exp)
+                        insort(top, (-total, d, vol.id, s))
                         if k is not None and len(top) >= k:
                             del top[k:]
                             kth = -top[-1][0]
