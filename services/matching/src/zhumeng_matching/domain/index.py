@@ -46,6 +46,7 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -71,11 +72,10 @@ BAND_EDGES_KM: tuple[float, ...] = (
     *(2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0),
     *(25.0, 30.0, 40.0, 50.0, 70.0, 100.0, 140.0, 200.0),
 )
-MIN_CELL_KM = 3.0
-CELL_PER_RADIUS = 2.0
+MIN_CELL_KM = 1.5
+CELL_PER_RADIUS = 4.0
 _KM_PER_DEG = 111.0  # only sizes cells; the search boxes are exact spherical bounds
 _OFF = 1 << 20  # cell keys: ((row + _OFF) << 21) | (col + _OFF)
-_COL_MASK = (1 << 21) - 1
 _NO_CELL = -(2**31)  # the 0.1° cell of a free slot: in no range
 
 # the parts of the score other than distance, at most (language is 1 for anyone eligible)
@@ -114,7 +114,102 @@ class Hits:
     complete: bool  # True when `found` holds every eligible volunteer (fewer than k exist)
 
 
-Bucket = list[int] | np.ndarray
+_BAND_SHIFT = 44  # grid keys: (band << 44) | cell key (cell keys take 42 bits)
+
+
+class _Grid:
+    """One skill's volunteers (or everyone's) by radius band and cell. Per band, a dict cell
+    key -> slots (kept current by `put`/`remove`) and the occupied extent of rows and
+    columns (only grows); once searched, also every member's grid key, sorted, with its slot
+    beside it (then kept current by inserting and deleting): a box of cells is a range of
+    keys per row, found by `searchsorted`, instead of one dict lookup per cell."""
+
+    __slots__ = ("cells", "extent", "keys", "slots")
+
+    def __init__(self) -> None:
+        self.cells: list[dict[int, list[int]]] = [{} for _ in BAND_EDGES_KM]
+        self.extent: list[tuple[int, int, int, int] | None] = [None] * len(BAND_EDGES_KM)
+        self.keys: np.ndarray | None = None
+        self.slots: np.ndarray | None = None
+
+    def add(self, b: int, row: int, col: int, slot: int) -> None:
+        key = ((row + _OFF) << 21) | (col + _OFF)
+        self.cells[b].setdefault(key, []).append(slot)
+        e = self.extent[b]
+        self.extent[b] = (
+            (row, row, col, col)
+            if e is None
+            else (min(e[0], row), max(e[1], row), min(e[2], col), max(e[3], col))
+        )
+        if self.keys is not None and self.slots is not None:
+            k = (b << _BAND_SHIFT) | key
+            i = int(np.searchsorted(self.keys, k, "right"))
+            self.keys = np.insert(self.keys, i, k)
+            self.slots = np.insert(self.slots, i, slot)
+
+    def discard(self, b: int, row: int, col: int, slot: int) -> None:
+        key = ((row + _OFF) << 21) | (col + _OFF)
+        cells = self.cells[b]
+        bucket = cells[key]
+        bucket.remove(slot)
+        if not bucket:
+            del cells[key]
+        if self.keys is not None and self.slots is not None:
+            k = (b << _BAND_SHIFT) | key
+            lo = int(np.searchsorted(self.keys, k, "left"))
+            hi = int(np.searchsorted(self.keys, k, "right"))
+            j = lo + int(np.flatnonzero(self.slots[lo:hi] == slot)[0])
+            self.keys = np.delete(self.keys, j)
+            self.slots = np.delete(self.slots, j)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted grid keys, slots), built at the first search (not during loading)."""
+        if self.keys is None or self.slots is None:
+            keys: list[np.ndarray] = []
+            lens: list[np.ndarray] = []
+            buckets: list[list[int]] = []
+            for b, cells in enumerate(self.cells):
+                if cells:
+                    n = len(cells)
+                    keys.append(np.fromiter(cells, np.int64, n) | (b << _BAND_SHIFT))
+                    lens.append(np.fromiter(map(len, cells.values()), np.int64, n))
+                    buckets.extend(cells.values())
+            if keys:
+                k = np.repeat(np.concatenate(keys), np.concatenate(lens))
+                s = np.fromiter(chain.from_iterable(buckets), np.intp, len(k))
+            else:
+                k, s = np.zeros(0, np.int64), np.zeros(0, np.intp)
+            order = np.argsort(k, kind="stable")
+            self.keys, self.slots = k[order], s[order]
+        return self.keys, self.slots
+
+
+@dataclass(slots=True)
+class _Query:
+    """A search's request-independent part: the grid and the conditions as bit masks (the
+    strings without a bit, to check in Python: None when every one has a bit)."""
+
+    grid: _Grid
+    smask: int
+    cmask: int
+    lmask: int
+    need_s: set[str] | None
+    need_c: set[str] | None
+    lang: str | None
+    window: TimeWindow
+    dur: float
+    active: np.ndarray
+    exp: np.ndarray | None
+
+
+@dataclass(slots=True)
+class Pool:
+    """The slots meeting a search's conditions but distance and leave (`VolunteerIndex.pool`)
+    and the upper bound of their score beyond distance."""
+
+    query: _Query
+    pos: np.ndarray
+    rest: np.ndarray
 
 
 def _unit(lat: float, lon: float) -> tuple[float, float, float]:
@@ -267,8 +362,7 @@ class VolunteerIndex:
         self._sched_id: dict[object, int] = {}
         self._sched_slots: list[list[WeeklySlot]] = []
         self._covers = CoversCache(self._sched_slots)
-        # grid key (a skill, or None: everyone) -> per band: cell key -> bucket of slots
-        self._grids: dict[str | None, list[dict[int, Bucket]]] = {}
+        self._grids: dict[str | None, _Grid] = {}  # by skill; None: everyone
         self._band_rmax = [0.0] * len(BAND_EDGES_KM)
         self._cell_deg = [
             max(MIN_CELL_KM, e / CELL_PER_RADIUS) / _KM_PER_DEG for e in BAND_EDGES_KM
@@ -306,12 +400,11 @@ class VolunteerIndex:
         self._recs.append(None)
         return slot
 
-    def _place(self, vol: VolunteerRecord) -> tuple[int, int]:
-        """(band, cell key) of a volunteer in the grids."""
+    def _place(self, vol: VolunteerRecord) -> tuple[int, int, int]:
+        """(band, row, column) of a volunteer in the grids."""
         b = min(bisect_left(BAND_EDGES_KM, vol.radius_km), len(BAND_EDGES_KM) - 1)
         c = self._cell_deg[b]
-        key = ((math.floor(vol.home.lat / c) + _OFF) << 21) | (math.floor(vol.home.lon / c) + _OFF)
-        return b, key
+        return b, math.floor(vol.home.lat / c), math.floor(vol.home.lon / c)
 
     # ------------------------------------------------------------------ changes
 
@@ -354,21 +447,15 @@ class VolunteerIndex:
         load = self.loads.get(vol.id)
         self._active[slot], self._total[slot] = (load.active, load.total) if load else (0, 0)
         self._stats_columns(slot, vol, self._unplaced.pop(vol.id, NO_STATS))
-        b, key = self._place(vol)
+        b, row, col = self._place(vol)
         self._band_rmax[b] = max(self._band_rmax[b], vol.radius_km)
         for g in (None, *set(vol.skills)):
             if g is not None:
                 self._skill_n[g] = self._skill_n.get(g, 0) + 1
             grid = self._grids.get(g)
             if grid is None:
-                grid = self._grids[g] = [{} for _ in BAND_EDGES_KM]
-            bucket = grid[b].get(key)
-            if bucket is None:
-                grid[b][key] = [slot]
-            elif isinstance(bucket, list):
-                bucket.append(slot)
-            else:
-                grid[b][key] = [*bucket.tolist(), slot]
+                grid = self._grids[g] = _Grid()
+            grid.add(b, row, col, slot)
         # radii only grow here; a stale larger maximum just widens `nearby` slightly
         self.max_radius_km = max(self.max_radius_km, vol.radius_km)
 
@@ -378,25 +465,18 @@ class VolunteerIndex:
             return
         old = self._rec(slot)
         self._holders_of.clear()
-        b, key = self._place(old)
+        b, row, col = self._place(old)
         for g in (None, *set(old.skills)):
             if g is not None:
                 self._skill_n[g] -= 1
-            cells = self._grids[g][b]
-            bucket = cells[key]
-            if isinstance(bucket, list):
-                bucket.remove(slot)
-            else:
-                bucket = cells[key] = bucket[bucket != slot]
-            if len(bucket) == 0:
-                del cells[key]
+            self._grids[g].discard(b, row, col, slot)
         history = self._stats_at(slot)
         if history != NO_STATS:  # kept for a return (or the `put` of a new version)
             self._unplaced[volunteer_id] = history
         self._recs[slot] = None
         self._row[slot] = self._col[slot] = _NO_CELL
-        for col in self._exp.values():
-            col[slot] = 0
+        for by_type in self._exp.values():
+            by_type[slot] = 0
         self._free.append(slot)
 
     def on_change(self, key: str, record: VolunteerRecord | None) -> None:
@@ -713,18 +793,19 @@ class VolunteerIndex:
 
     def _gather(
         self,
-        grid: list[dict[int, Bucket]],
+        grid: _Grid,
         lat: float,
         lon: float,
         rho: float,
         seen: list[tuple[int, int, int, int] | None],
-    ) -> list[np.ndarray]:
-        """Buckets that may hold a volunteer within ρ x (its band's radius) of the point,
-        except those of the boxes in `seen` (gathered by earlier rounds; updated)."""
-        parts: list[np.ndarray] = []
+    ) -> np.ndarray | None:
+        """Slots of the cells that may hold a volunteer within ρ x (its band's radius) of the
+        point, except those of the boxes in `seen` (gathered by earlier rounds; updated)."""
+        lo_k: list[int] = []
+        hi_k: list[int] = []
         phi = math.radians(lat)
-        for b, cells in enumerate(grid):
-            if not cells:
+        for b, ext in enumerate(grid.extent):
+            if ext is None:
                 continue
             delta = rho * self._band_rmax[b] / EARTH_RADIUS_KM * (1 + 1e-9) + 1e-12
             dlat = math.degrees(delta)
@@ -732,44 +813,179 @@ class VolunteerIndex:
             everything = delta >= math.pi / 2 - abs(phi) or x >= 1
             dlon = 360.0 if everything else math.degrees(math.asin(x)) * (1 + 1e-9) + 1e-12
             if everything or lon - dlon < -180 or lon + dlon > 180:
-                box = (-(1 << 19), 1 << 19, -(1 << 19), 1 << 19)  # a pole or the antimeridian
-            else:
+                box = ext  # a pole or the antimeridian: the whole band
+            else:  # the box, cut to the rows and columns the band occupies
                 c = self._cell_deg[b]
                 box = (
-                    math.floor((lat - dlat) / c),
-                    math.floor((lat + dlat) / c),
-                    math.floor((lon - dlon) / c),
-                    math.floor((lon + dlon) / c),
+                    max(ext[0], math.floor((lat - dlat) / c)),
+                    min(ext[1], math.floor((lat + dlat) / c)),
+                    max(ext[2], math.floor((lon - dlon) / c)),
+                    min(ext[3], math.floor((lon + dlon) / c)),
                 )
+                if box[0] > box[1] or box[2] > box[3]:
+                    continue
             old = seen[b]
             if old == box:
                 continue
             seen[b] = box
             r0, r1, c0, c1 = box
-            if (r1 - r0 + 1) * (c1 - c0 + 1) <= len(cells):
-                keys: list[int] = [
-                    ((r + _OFF) << 21) | (cc + _OFF)
-                    for r in range(r0, r1 + 1)
-                    for cc in range(c0, c1 + 1)
-                    if old is None or not (old[0] <= r <= old[1] and old[2] <= cc <= old[3])
-                ]
-            else:  # a sparse grid (a rare skill): walk its buckets instead of the box
-                keys = []
-                for key in cells:
-                    r, cc = (key >> 21) - _OFF, (key & _COL_MASK) - _OFF
-                    inside = r0 <= r <= r1 and c0 <= cc <= c1
-                    if inside and (
-                        old is None or not (old[0] <= r <= old[1] and old[2] <= cc <= old[3])
-                    ):
-                        keys.append(key)
-            for k in keys:
-                bucket = cells.get(k)
-                if bucket is None:
+            base = b << _BAND_SHIFT
+            for r in range(r0, r1 + 1):
+                rk = base | ((r + _OFF) << 21)
+                if old is not None and old[0] <= r <= old[1]:  # the box minus the old one
+                    if c0 < old[2]:
+                        lo_k.append(rk | (c0 + _OFF))
+                        hi_k.append(rk | (min(c1, old[2] - 1) + _OFF))
+                    if c1 > old[3]:
+                        lo_k.append(rk | (max(c0, old[3] + 1) + _OFF))
+                        hi_k.append(rk | (c1 + _OFF))
+                else:
+                    lo_k.append(rk | (c0 + _OFF))
+                    hi_k.append(rk | (c1 + _OFF))
+        if not lo_k:
+            return None
+        keys, slots = grid.arrays()
+        lo = np.searchsorted(keys, lo_k, "left")
+        n = np.searchsorted(keys, hi_k, "right")
+        n -= lo
+        total = int(n.sum())
+        if not total:
+            return None
+        # the ranges' positions, concatenated: lo + 0, 1, ... per range
+        lo -= np.cumsum(n) - n
+        gathered: np.ndarray = slots[np.repeat(lo, n) + np.arange(total)]
+        return gathered
+
+    def _query(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        loads: Mapping[str, Load],
+        columns: tuple[np.ndarray, np.ndarray] | None,
+    ) -> _Query | None:
+        """What a search for the request needs, or None when nobody can be eligible."""
+        need_skills = list(dict.fromkeys(service.required_skills))
+        if need_skills:
+            if any(self._skill_n.get(s, 0) <= 0 for s in need_skills):
+                return None
+            rarest: str | None = min(need_skills, key=lambda s: self._skill_n[s])
+        else:
+            rarest = None
+        grid = self._grids.get(rarest)
+        if grid is None:
+            return None
+        smask, s_exact, ok1 = self._skills_t.need(need_skills)
+        cmask, c_exact, ok2 = self._certs_t.need(service.required_certifications)
+        lang = request.language
+        lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
+        if not (ok1 and ok2 and ok3):
+            return None
+        active = columns[0] if columns is not None else self.load_columns(loads)[0]
+        return _Query(
+            grid=grid,
+            # the grid is the rarest skill's: its holders need no check of that skill alone
+            smask=smask if len(need_skills) > 1 or not s_exact else 0,
+            cmask=cmask,
+            lmask=lmask,
+            need_s=None if s_exact else set(need_skills),
+            need_c=None if c_exact else set(service.required_certifications),
+            lang=None if l_exact else lang,
+            window=request.window,
+            dur=service.default_duration_min,
+            active=active,
+            exp=self._exp.get(request.service_type_id),
+        )
+
+    def _eligible_but_distance(self, q: _Query, pos: np.ndarray) -> np.ndarray:
+        """The slots meeting the necessary conditions in numpy: capacity (newcomer rule),
+        skills, certifications, language, weekly availability; the cheap integer checks
+        first."""
+        m = q.active[pos] < self._effcap[pos]
+        if q.smask:
+            m &= (self._skills[pos] & q.smask) == q.smask
+        if q.cmask:
+            m &= (self._certs[pos] & q.cmask) == q.cmask
+        if q.lmask:
+            m &= (self._langs[pos] & q.lmask) != 0
+        pos = pos[m]
+        eligible: np.ndarray = pos[self._covers.ok(self._sched[pos], q.window, q.dur)]
+        return eligible
+
+    def _rest_bound(self, q: _Query, pos: np.ndarray) -> np.ndarray:
+        """Per slot, an upper bound of every contribution but distance's (unrounded: within
+        `_EPS` of the rounded ones)."""
+        rest = self._active_share(q, pos)
+        rest *= -_W_FAIR
+        rest += _W_FAIR
+        rest += self._p_static[pos]
+        if q.exp is not None:
+            rest += np.minimum(q.exp[pos], pol.EXPERIENCE_FULL) * _W_EXP_UNIT
+        return rest
+
+    def _active_share(self, q: _Query, pos: np.ndarray) -> np.ndarray:
+        share: np.ndarray = q.active[pos] / self._effcap[pos]
+        return share
+
+    def _exact_pass(
+        self,
+        q: _Query,
+        lat: float,
+        lon: float,
+        pos: np.ndarray,
+        bound: np.ndarray,
+        top: list[tuple[float, float, str, int]],
+        k: int | None,
+        kth: float,
+    ) -> tuple[float, int]:
+        """Checks the slots in the order of their bound, exactly (haversine, the strings
+        without a bit, leave) and scores them as `policy.score_total`, into `top` (the best
+        k); stops once no bound can reach the k-th best. (k-th best score, slots checked)."""
+        recs = self._recs
+        considered = 0
+        order = np.argsort(-bound, kind="stable")
+        for at in range(0, len(order), _CHUNK):
+            chunk = order[at : at + _CHUNK]
+            for s, b in zip(pos[chunk].tolist(), bound[chunk].tolist(), strict=True):
+                if b + _EPS < kth:
+                    return kth, considered  # the rest is sorted below the k-th best
+                considered += 1
+                vol = recs[s]
+                assert vol is not None
+                d = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
+                if d > vol.radius_km:
                     continue
-                if isinstance(bucket, list):
-                    bucket = cells[k] = np.array(bucket, dtype=np.intp)
-                parts.append(bucket)
-        return parts
+                if q.need_s is not None and not q.need_s <= set(vol.skills):
+                    continue
+                if q.need_c is not None and not q.need_c <= set(vol.certifications):
+                    continue
+                if q.lang is not None and q.lang not in vol.languages:
+                    continue
+                if vol.unavailable and self._away(np.array([s]), q.window, q.dur)[0]:
+                    continue  # on leave (checked only for the few checked exactly)
+                total = self._exact_total(s, d, vol.radius_km, q.active, q.exp)
+                insort(top, (-total, d, vol.id, s))
+                if k is not None and len(top) >= k:
+                    del top[k:]
+                    kth = -top[-1][0]
+        return kth, considered
+
+    def _hits(
+        self, q: _Query, top: list[tuple[float, float, str, int]], considered: int, k: int | None
+    ) -> Hits:
+        slots = np.array([t[3] for t in top], dtype=np.intp)
+        dists = [t[1] for t in top]
+        values = self._figures(slots, np.array(dists), q.active, q.exp).T.tolist()
+        found = [
+            Hit(self._rec(s), d, -ns, tuple(v), c, a)
+            for (ns, d, _, s), v, c, a in zip(
+                top,
+                values,
+                self._effcap[slots].tolist(),
+                q.active[slots].tolist(),
+                strict=True,
+            )
+        ]
+        return Hits(found, considered, k is None or len(found) < k)
 
     def search(
         self,
@@ -783,33 +999,12 @@ class VolunteerIndex:
         ordered exactly as `policy.rank` does (with the index's history of each volunteer).
         `columns` (from `load_columns(loads)`, same loads) saves converting a foreign
         `loads` mapping; the index's own `loads` need none."""
-        none = Hits([], 0, True)
-        need_skills = list(dict.fromkeys(service.required_skills))
-        if need_skills:
-            if any(self._skill_n.get(s, 0) <= 0 for s in need_skills):
-                return none
-            rarest: str | None = min(need_skills, key=lambda s: self._skill_n[s])
-        else:
-            rarest = None
-        grid = self._grids.get(rarest)
-        if grid is None:
-            return none
-        smask, s_exact, ok1 = self._skills_t.need(need_skills)
-        cmask, c_exact, ok2 = self._certs_t.need(service.required_certifications)
-        lang = request.language
-        lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
-        if not (ok1 and ok2 and ok3):
-            return none
-        active = columns[0] if columns is not None else self.load_columns(loads)[0]
-        exp = self._exp.get(request.service_type_id)
+        q = self._query(request, service, loads, columns)
+        if q is None:
+            return Hits([], 0, True)
         # everything not gathered yet scores at most this beyond the distance part
-        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if exp is None else _W_EXP)
-        need_s, need_c = set(need_skills), set(service.required_certifications)
+        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if q.exp is None else _W_EXP)
         rlat, rlon = request.location.lat, request.location.lon
-        lat0, lon0 = math.radians(rlat), math.radians(rlon)
-        cos0 = math.cos(lat0)
-        window, dur = request.window, service.default_duration_min
-        recs = self._recs
         top: list[tuple[float, float, str, int]] = []
         kth = -math.inf  # the k-th best exact score once k are known
         considered = 0
@@ -818,39 +1013,13 @@ class VolunteerIndex:
         # reachable volunteers gathered by earlier rounds but beyond their ratio: slot, d/r
         carry_pos = np.zeros(0, dtype=np.intp)
         carry_ratio = np.zeros(0)
-        # the grid is the rarest skill's: its holders need no check of that skill alone
-        check_skills = smask and (len(need_skills) > 1 or not s_exact)
-        x0, y0, z0 = _unit(rlat, rlon)
-        effcap, pstat = self._effcap, self._p_static
+        unit = _unit(rlat, rlon)
         while True:
-            parts = self._gather(grid, rlat, rlon, hi, seen)
-            if parts:
-                pos = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                # the cheap integer checks first, the distances on what is left
-                m = active[pos] < effcap[pos]
-                if check_skills:
-                    m &= (self._skills[pos] & smask) == smask
-                if cmask:
-                    m &= (self._certs[pos] & cmask) == cmask
-                if lmask:
-                    m &= (self._langs[pos] & lmask) != 0
-                pos = pos[m]
-                pos = pos[self._covers.ok(self._sched[pos], window, dur)]
-                # squared chords against the radius' (no trigonometry), with a margin: the
-                # exact haversine decides later
-                c = self._x[pos] - x0
-                c2 = c * c
-                c = self._y[pos] - y0
-                c2 += c * c
-                c = self._z[pos] - z0
-                c2 += c * c
-                inside = c2 <= self._chord2[pos] * (1 + 1e-8) + 1e-18
-                pos = pos[inside]
-                ratio = np.sqrt(c2[inside])
-                ratio *= 0.5
-                np.arcsin(np.minimum(1.0, ratio, out=ratio), out=ratio)
-                ratio *= 2 * EARTH_RADIUS_KM
-                ratio /= self._radius[pos]
+            gathered = self._gather(q.grid, rlat, rlon, hi, seen)
+            if gathered is not None:
+                pos = self._eligible_but_distance(q, gathered)
+                at, ratio = self._within_radius(pos, unit)
+                pos = pos[at]
                 if len(carry_pos):
                     pos = np.concatenate((carry_pos, pos))
                     ratio = np.concatenate((carry_ratio, ratio))
@@ -861,43 +1030,11 @@ class VolunteerIndex:
                 carry_pos, carry_ratio = pos[~now], ratio[~now]
                 pos, ratio = pos[now], ratio[now]
             if len(pos):
-                # an upper bound of the exact score (unrounded parts: within `_EPS`)
                 bound = np.maximum(0.0, 1.0 - ratio)
                 bound *= _DIST_W
-                fair = active[pos] / effcap[pos]
-                bound += _W_FAIR
-                bound -= fair * _W_FAIR
-                bound += pstat[pos]
-                if exp is not None:
-                    bound += np.minimum(exp[pos], pol.EXPERIENCE_FULL) * _W_EXP_UNIT
-                order = np.argsort(-bound, kind="stable")
-                for at in range(0, len(order), _CHUNK):
-                    chunk = order[at : at + _CHUNK]
-                    for s, b in zip(pos[chunk].tolist(), bound[chunk].tolist(), strict=True):
-                        if b + _EPS < kth:
-                            break  # the rest of this round is sorted below the k-th best
-                        considered += 1
-                        vol = recs[s]
-                        assert vol is not None
-                        d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
-                        if d > vol.radius_km:
-                            continue
-                        if not s_exact and not need_s <= set(vol.skills):
-                            continue
-                        if not c_exact and not need_c <= set(vol.certifications):
-                            continue
-                        if not l_exact and lang not in vol.languages:
-                            continue
-                        if vol.unavailable and self._away(np.array([s]), window, dur)[0]:
-                            continue  # on leave (checked only for the few checked exactly)
-                        total = self._exact_total(s, d, vol.radius_km, active, exp)
-                        insort(top, (-total, d, vol.id, s))
-                        if k is not None and len(top) >= k:
-                            del top[k:]
-                            kth = -top[-1][0]
-                    else:
-                        continue
-                    break
+                bound += self._rest_bound(q, pos)
+                kth, n = self._exact_pass(q, rlat, rlon, pos, bound, top, k, kth)
+                considered += n
             if hi >= 1.0:
                 break
             # everything not gathered yet has d/r > hi: its bound is below this
@@ -908,20 +1045,60 @@ class VolunteerIndex:
             else:
                 hi *= 4
             hi = 1.0 if hi > 0.7 else hi
-        slots = np.array([t[3] for t in top], dtype=np.intp)
-        dists = [t[1] for t in top]
-        values = self._figures(slots, np.array(dists), active, exp).T.tolist()
-        found = [
-            Hit(self._rec(s), d, -ns, tuple(v), c, a)
-            for (ns, d, _, s), v, c, a in zip(
-                top,
-                values,
-                self._effcap[slots].tolist(),
-                active[slots].tolist(),
-                strict=True,
-            )
-        ]
-        return Hits(found, considered, k is None or len(found) < k)
+        return self._hits(q, top, considered, k)
+
+    def _within_radius(
+        self, pos: np.ndarray, unit: tuple[float, float, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where in `pos` the slots are whose radius may reach the point, and their d/r.
+        Squared chords against the radius' (no trigonometry) with a margin: the exact
+        haversine decides later."""
+        x0, y0, z0 = unit
+        c = self._x[pos] - x0
+        c2 = c * c
+        c = self._y[pos] - y0
+        c2 += c * c
+        c = self._z[pos] - z0
+        c2 += c * c
+        at = np.flatnonzero(c2 <= self._chord2[pos] * (1 + 1e-8) + 1e-18)
+        ratio = np.sqrt(c2[at])
+        ratio *= 0.5
+        np.arcsin(np.minimum(1.0, ratio, out=ratio), out=ratio)
+        ratio *= 2 * EARTH_RADIUS_KM
+        ratio /= self._radius[pos[at]]
+        return at, ratio
+
+    def pool(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        loads: Mapping[str, Load],
+        columns: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Pool | None:
+        """Everyone meeting the request's conditions but distance and leave, for many
+        requests sharing its service type, window and language (a batch): `search_pool`
+        then looks only at distances. None when nobody can be eligible."""
+        q = self._query(request, service, loads, columns)
+        if q is None:
+            return None
+        _, slots = q.grid.arrays()
+        pos = self._eligible_but_distance(q, slots)
+        return Pool(q, pos, self._rest_bound(q, pos))
+
+    def search_pool(self, pool: Pool, request: RequestPosted, k: int | None) -> Hits:
+        """`search` of a request sharing the pool's service type, window and language: the
+        same hits, found in one pass over the pool."""
+        rlat, rlon = request.location.lat, request.location.lon
+        at, ratio = self._within_radius(pool.pos, _unit(rlat, rlon))
+        top: list[tuple[float, float, str, int]] = []
+        considered = 0
+        if len(at):
+            pos = pool.pos[at]
+            bound = np.maximum(0.0, 1.0 - ratio)
+            bound *= _DIST_W
+            bound += pool.rest[at]
+            _, considered = self._exact_pass(pool.query, rlat, rlon, pos, bound, top, k, -math.inf)
+        return self._hits(pool.query, top, considered, k)
 
     def best(
         self,
