@@ -244,9 +244,16 @@ def test_the_index_own_load_table_and_history_follow_changes() -> None:
         same(got.candidates, expected.candidates)
 
 
-def test_index_follows_changes() -> None:
+@pytest.mark.parametrize("searched_before", [False, True])
+def test_index_follows_changes(searched_before: bool) -> None:
+    """Changes before the first search (grids built afterwards) and after it (grids kept
+    sorted by inserting and deleting)."""
     vols, loads, reqs, stats = county(800, 80, seed=5)
     index = index_of(vols, stats)
+    if searched_before:
+        for r in reqs:
+            index.best(r, SERVICES[r.service_type_id], loads, 5)
+            index.full_rank(r, SERVICES[r.service_type_id], loads)
     rng = random.Random(9)
     for v in rng.sample(vols, 200):  # move, change radius band, skills; or leave
         if rng.random() < 0.3:
@@ -263,10 +270,12 @@ def test_index_follows_changes() -> None:
         index.on_change(v.id, moved)
     index.on_change("new", volunteer("new", radius_km=4))
     for r in reqs:
-        same(
-            index.best(r, SERVICES[r.service_type_id], loads, 5).candidates,
-            full(index, r, loads).candidates[:5],
-        )
+        svc = SERVICES[r.service_type_id]
+        expected = full(index, r, loads)
+        same(index.best(r, svc, loads, 5).candidates, expected.candidates[:5])
+        got = index.full_rank(r, svc, loads)
+        assert (dict(got.rejected), got.considered) == (dict(expected.rejected), expected.considered)
+        same(got.candidates, expected.candidates)
     assert len(index) == len(index.all())
 
 

@@ -372,6 +372,7 @@ class VolunteerIndex:
         self._unplaced: dict[str, VolunteerStats] = {}
         self._static_max = 0.0
         self._holders_of: dict[int, np.ndarray] = {}  # skill mask -> slots (`_holders`)
+        self._cells_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # `_by_cell`
         self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
         self.loads = LoadTable(self)  # pass this as `loads`: no per-call conversion
         self._alloc(0)
@@ -418,6 +419,7 @@ class VolunteerIndex:
     def put(self, vol: VolunteerRecord) -> None:
         self.remove(vol.id)
         self._holders_of.clear()
+        self._cells_of.clear()
         slot = self._new_slot()
         self._slot_of[vol.id] = slot
         self._recs[slot] = vol
@@ -465,6 +467,7 @@ class VolunteerIndex:
             return
         old = self._rec(slot)
         self._holders_of.clear()
+        self._cells_of.clear()
         b, row, col = self._place(old)
         for g in (None, *set(old.skills)):
             if g is not None:
@@ -695,11 +698,66 @@ class VolunteerIndex:
         (candidates, `rejected` and `considered`), with the rejections counted in numpy: the
         reasons of an unmatched request without a Python pass over thousands of volunteers."""
         lat, lon = request.location.lat, request.location.lon
+        near = self._reachable(lat, lon, service) or self._reachable_scan(lat, lon, service)
+        considered, no_cert, out, pos = near
+        ranking = Ranking(candidates=[], considered=considered)
+        # nearby holds only volunteers with every required skill: no "missing_skill"; the
+        # later checks only on who is still in the running
+        counts: list[tuple[str, int]] = [("missing_certification", no_cert)]
+        counts.append(("out_of_radius", out))
+        active, _ = self.load_columns(loads)
+        full = active[pos] >= self._effcap[pos]  # the newcomer rule's capacity
+        counts.append(("no_capacity", int(np.count_nonzero(full))))
+        pos = pos[~full]
+        lang = request.language
+        if lang:
+            lmask, l_exact, l_possible = self._langs_t.need([lang])
+            if not l_possible:
+                speaks = np.zeros(len(pos), dtype=bool)
+            elif l_exact:
+                speaks = (self._langs[pos] & lmask) != 0
+            else:
+                speaks = np.array([lang in self._rec(s).languages for s in pos.tolist()], bool)
+            counts.append(("language", len(pos) - int(np.count_nonzero(speaks))))
+            pos = pos[speaks]
+        avail = self._covers.ok(self._sched[pos], request.window, service.default_duration_min)
+        counts.append(("not_available", len(pos) - int(np.count_nonzero(avail))))
+        pos = pos[avail]
+        away = self._away(pos, request.window, service.default_duration_min)
+        counts.append(("unavailable", int(np.count_nonzero(away))))
+        pos = pos[~away]
+        for reason, n in counts:
+            if n:
+                ranking.rejected[reason] = n
+        exp = self._exp.get(request.service_type_id)
+        for s in pos.tolist():
+            vol = self._rec(s)
+            dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
+            values = self._slot_figures(s, exp, dist, int(active[s]))
+            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
+        ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
+        return ranking
+
+    def _in_radius(self, lat: float, lon: float, pos: np.ndarray) -> np.ndarray:
+        """Per slot: is the point within the volunteer's radius? Chords in numpy (no
+        trigonometry), then the exact haversine where numpy is within float noise."""
+        x0, y0, z0 = _unit(lat, lon)
+        c2 = (self._x[pos] - x0) ** 2
+        c2 += (self._y[pos] - y0) ** 2
+        c2 += (self._z[pos] - z0) ** 2
+        limit = self._chord2[pos]
+        inside: np.ndarray = c2 <= limit
+        for j in np.flatnonzero(np.abs(c2 - limit) <= 1e-9 * limit + 1e-15).tolist():
+            v = self._rec(int(pos[j]))
+            inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
+        return inside
+
+    def _reachable_scan(
+        self, lat: float, lon: float, service: ServiceTypeRecord
+    ) -> tuple[int, int, int, np.ndarray]:
+        """(nearby, of them without the certifications, of the rest out of their radius,
+        the slots left), over every nearby volunteer."""
         pos = self._nearby_slots(lat, lon, service.required_skills)
-        ranking = Ranking(candidates=[], considered=len(pos))
-        if not len(pos):
-            return ranking
-        # nearby holds only volunteers with every required skill: no "missing_skill"
         need_c = set(service.required_certifications)
         cmask, c_exact, c_possible = self._certs_t.need(need_c)
         if not c_possible:
@@ -708,64 +766,63 @@ class VolunteerIndex:
             ok = (self._certs[pos] & cmask) == cmask
         else:
             ok = np.array([need_c <= set(self._rec(s).certifications) for s in pos.tolist()])
-        counts: list[tuple[str, np.ndarray]] = [("missing_certification", ~ok)]
-        # radius: chords in numpy (no trigonometry), then the exact haversine where numpy is
-        # within float noise of the radius
-        x0, y0, z0 = _unit(lat, lon)
-        c2 = (self._x[pos] - x0) ** 2
-        c2 += (self._y[pos] - y0) ** 2
-        c2 += (self._z[pos] - z0) ** 2
-        limit = self._chord2[pos]
-        inside = c2 <= limit
-        for j in np.flatnonzero(np.abs(c2 - limit) <= 1e-9 * limit + 1e-15).tolist():
-            v = self._rec(int(pos[j]))
-            inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
-        counts.append(("out_of_radius", ok & ~inside))
-        ok &= inside
-        # the later checks only on who is still in the running (most nearby volunteers are
-        # out of their own radius): fewer gathers from the columns
-        active, _ = self.load_columns(loads)
-        idx = np.flatnonzero(ok)
-        full = np.zeros(len(pos), dtype=bool)
-        full[idx] = active[pos[idx]] >= self._effcap[pos[idx]]  # the newcomer rule's capacity
-        counts.append(("no_capacity", full))
-        ok &= ~full
-        lang = request.language
-        if lang:
-            lmask, l_exact, l_possible = self._langs_t.need([lang])
-            if not l_possible:
-                speaks = np.zeros(len(pos), dtype=bool)
-            elif l_exact:
-                speaks = np.ones(len(pos), dtype=bool)
-                idx = np.flatnonzero(ok)
-                speaks[idx] = (self._langs[pos[idx]] & lmask) != 0
-            else:
-                speaks = np.array([lang in self._rec(s).languages for s in pos.tolist()])
-            counts.append(("language", ok & ~speaks))
-            ok &= speaks
-        idx = np.flatnonzero(ok)
-        avail = np.zeros(len(pos), dtype=bool)
-        avail[idx] = self._covers.ok(
-            self._sched[pos[idx]], request.window, service.default_duration_min
-        )
-        counts.append(("not_available", ok & ~avail))
-        ok &= avail
-        away = np.zeros(len(pos), dtype=bool)
-        away[ok] = self._away(pos[ok], request.window, service.default_duration_min)
-        counts.append(("unavailable", away))
-        ok &= ~away
-        for reason, mask in counts:
-            n = int(np.count_nonzero(mask))
-            if n:
-                ranking.rejected[reason] = n
-        exp = self._exp.get(request.service_type_id)
-        for s in pos[ok].tolist():
-            vol = self._rec(s)
-            dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
-            values = self._slot_figures(s, exp, dist, int(active[s]))
-            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
-        ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
-        return ranking
+        pos_ok = pos[ok]
+        inside = self._in_radius(lat, lon, pos_ok)
+        return len(pos), len(pos) - len(pos_ok), len(pos_ok) - int(inside.sum()), pos_ok[inside]
+
+    def _reachable(
+        self, lat: float, lon: float, service: ServiceTypeRecord
+    ) -> tuple[int, int, int, np.ndarray] | None:
+        """`_reachable_scan` without looking at every nearby volunteer: the nearby are
+        counted by cell ranges of the required skills' holders, and only those the grid can
+        bring within their radius (a search at d/r = 1) are checked for it. None when a
+        string has no bit (then the scan decides)."""
+        need = list(dict.fromkeys(service.required_skills))
+        smask, s_exact, s_possible = self._skills_t.need(need)
+        cmask, c_exact, c_possible = self._certs_t.need(service.required_certifications)
+        if not (s_exact and c_exact and s_possible and c_possible and self._slot_of):
+            return None
+        cells = cells_within(lat, lon, self.max_radius_km)
+        (lo_r, lo_c), (hi_r, hi_c) = cells[0], cells[-1]
+        keys, slots = self._by_cell(smask)
+        rows = range(lo_r + _OFF, hi_r + _OFF + 1)
+        lo = np.searchsorted(keys, [(r << 21) | (lo_c + _OFF) for r in rows], "left")
+        n = np.searchsorted(keys, [(r << 21) | (hi_c + _OFF) for r in rows], "right")
+        n -= lo
+        considered = int(n.sum())
+        no_cert = 0
+        if cmask and considered:
+            lo -= np.cumsum(n) - n
+            near = slots[np.repeat(lo, n) + np.arange(considered)]
+            no_cert = int(np.count_nonzero((self._certs[near] & cmask) != cmask))
+        rarest = min(need, key=lambda s: self._skill_n.get(s, 0)) if need else None
+        grid = self._grids.get(rarest)
+        pos = None
+        if grid is not None and considered > no_cert:
+            pos = self._gather(grid, lat, lon, 1.0, [None] * len(BAND_EDGES_KM))
+        if pos is None:
+            return considered, no_cert, considered - no_cert, np.zeros(0, dtype=np.intp)
+        row, col = self._row[pos], self._col[pos]
+        m = (row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)
+        if smask:
+            m &= (self._skills[pos] & smask) == smask
+        if cmask:
+            m &= (self._certs[pos] & cmask) == cmask
+        pos = pos[m]
+        pos = pos[self._in_radius(lat, lon, pos)]
+        return considered, no_cert, considered - no_cert - len(pos), pos
+
+    def _by_cell(self, mask: int) -> tuple[np.ndarray, np.ndarray]:
+        """The holders of the skills of `mask` sorted by 0.1° cell key, with the keys (cached
+        as `_holders`)."""
+        got = self._cells_of.get(mask)
+        if got is None:
+            held = self._holders(mask)
+            keys = (self._row[held].astype(np.int64) + _OFF) << 21
+            keys |= self._col[held].astype(np.int64) + _OFF
+            order = np.argsort(keys, kind="stable")
+            got = self._cells_of[mask] = (keys[order], held[order])
+        return got
 
     @staticmethod
     def _candidate(
