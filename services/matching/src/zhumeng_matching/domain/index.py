@@ -739,18 +739,24 @@ class VolunteerIndex:
         return ranking
 
     def _in_radius(self, lat: float, lon: float, pos: np.ndarray) -> np.ndarray:
-        """Per slot: is the point within the volunteer's radius? Chords in numpy (no
-        trigonometry), then the exact haversine where numpy is within float noise."""
+        """The slots whose radius holds the point. Chords in numpy (no trigonometry), then
+        the exact haversine where numpy is within float noise of the radius."""
         x0, y0, z0 = _unit(lat, lon)
-        c2 = (self._x[pos] - x0) ** 2
-        c2 += (self._y[pos] - y0) ** 2
-        c2 += (self._z[pos] - z0) ** 2
+        c = self._x[pos] - x0
+        c2 = c * c
+        c = self._y[pos] - y0
+        c2 += c * c
+        c = self._z[pos] - z0
+        c2 += c * c
         limit = self._chord2[pos]
-        inside: np.ndarray = c2 <= limit
-        for j in np.flatnonzero(np.abs(c2 - limit) <= 1e-9 * limit + 1e-15).tolist():
-            v = self._rec(int(pos[j]))
+        near = np.flatnonzero(c2 <= limit * (1 + 1e-9) + 1e-15)  # inside, or a tie
+        c2, limit = c2[near], limit[near]
+        inside = c2 <= limit
+        for j in np.flatnonzero(limit - c2 <= 1e-9 * limit + 1e-15).tolist():
+            v = self._rec(int(pos[near[j]]))
             inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
-        return inside
+        within: np.ndarray = pos[near[inside]]
+        return within
 
     def _reachable_scan(
         self, lat: float, lon: float, service: ServiceTypeRecord
@@ -768,7 +774,7 @@ class VolunteerIndex:
             ok = np.array([need_c <= set(self._rec(s).certifications) for s in pos.tolist()])
         pos_ok = pos[ok]
         inside = self._in_radius(lat, lon, pos_ok)
-        return len(pos), len(pos) - len(pos_ok), len(pos_ok) - int(inside.sum()), pos_ok[inside]
+        return len(pos), len(pos) - len(pos_ok), len(pos_ok) - len(inside), inside
 
     def _reachable(
         self, lat: float, lon: float, service: ServiceTypeRecord
@@ -802,14 +808,14 @@ class VolunteerIndex:
             pos = self._gather(grid, lat, lon, 1.0, [None] * len(BAND_EDGES_KM))
         if pos is None:
             return considered, no_cert, considered - no_cert, np.zeros(0, dtype=np.intp)
-        row, col = self._row[pos], self._col[pos]
-        m = (row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)
-        if smask:
-            m &= (self._skills[pos] & smask) == smask
+        if len(need) > 1:  # the grid's holders have its skill
+            pos = pos[(self._skills[pos] & smask) == smask]
         if cmask:
-            m &= (self._certs[pos] & cmask) == cmask
-        pos = pos[m]
-        pos = pos[self._in_radius(lat, lon, pos)]
+            pos = pos[(self._certs[pos] & cmask) == cmask]
+        pos = self._in_radius(lat, lon, pos)
+        # nearby is cut by 0.1° cells: keep it exact (removes nobody in practice)
+        row, col = self._row[pos], self._col[pos]
+        pos = pos[(row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)]
         return considered, no_cert, considered - no_cert - len(pos), pos
 
     def _by_cell(self, mask: int) -> tuple[np.ndarray, np.ndarray]:
