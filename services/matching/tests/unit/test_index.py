@@ -297,3 +297,22 @@ def test_no_candidate_when_a_skill_or_language_is_unknown() -> None:
     assert index.best(r, service(required_certifications=["pilot"]), {}).candidates == []
     assert [c.volunteer.id for c in index.best(r, service(), {}).candidates] == ["a"]
     assert index.best(request(language="english"), service(), {}).candidates == []
+
+
+def test_a_window_no_schedule_covers_has_no_candidate_and_its_reasons() -> None:
+    mornings = [WeeklySlot(weekday=d, start=time(8), end=time(12)) for d in range(7)]
+    vols = [volunteer(f"v{i}", availability=mornings) for i in range(3)]
+    vols.append(volunteer("far", lat=26.5, availability=mornings))
+    index = index_of(vols)
+    evening = TimeWindow(
+        start=WINDOW.start + timedelta(hours=10), end=WINDOW.end + timedelta(hours=10)
+    )
+    r = request(window=evening)
+    assert index.best(r, service(), {}).candidates == []
+    got = index.full_rank(r, service(), {})
+    assert (got.candidates, dict(got.rejected)) == ([], {"not_available": 3})
+    assert [c.volunteer.id for c in index.best(request(), service(), {}).candidates] == [
+        "v0",
+        "v1",
+        "v2",
+    ]

@@ -89,6 +89,10 @@ _REST_ORDER = ("fairness", "recent_hours", "experience", "rating", "newcomer", "
 assert tuple(WEIGHTS) == ("distance", *_REST_ORDER)  # the order `_parts` adds them in
 _CHUNK = 32  # candidates converted to Python at a time in the exact pass
 _EPS = 1e-3  # > the rounding of score_total (4 parts and the sum, 0.5e-4 each)
+# with at most this many distinct weekly schedules, a search first asks whether any covers
+# the window (memoised per window): a request nobody can serve then costs no search
+_FEW_SCHEDULES = 256
+_IDS = np.arange(_FEW_SCHEDULES)
 _FIRST_RHO = 0.15  # d/r of the first round; rounds then widen (x4) or jump to what is needed
 
 
@@ -943,6 +947,10 @@ class VolunteerIndex:
         lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
         if not (ok1 and ok2 and ok3):
             return None
+        window, dur = request.window, service.default_duration_min
+        n_sched = len(self._sched_slots)
+        if n_sched <= _FEW_SCHEDULES and not self._covers.ok(_IDS[:n_sched], window, dur).any():
+            return None  # no schedule holds the service in the window (e.g. weekend evenings)
         active = columns[0] if columns is not None else self.load_columns(loads)[0]
         return _Query(
             grid=grid,
@@ -953,8 +961,8 @@ class VolunteerIndex:
             need_s=None if s_exact else set(need_skills),
             need_c=None if c_exact else set(service.required_certifications),
             lang=None if l_exact else lang,
-            window=request.window,
-            dur=service.default_duration_min,
+            window=window,
+            dur=dur,
             active=active,
             exp=self._exp.get(request.service_type_id),
         )
