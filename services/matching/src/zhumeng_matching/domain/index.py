@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
 
@@ -214,6 +214,23 @@ class Pool:
     query: _Query
     pos: np.ndarray
     rest: np.ndarray
+
+
+def _by_bound(bound: np.ndarray) -> Iterator[np.ndarray]:
+    """Positions in decreasing order of bound, `_CHUNK` at a time. Most searches check only
+    the first few: a large round sorts its best chunk first (a partition), the rest only if
+    asked."""
+    neg = -bound
+    if len(neg) <= 4 * _CHUNK:
+        order = np.argsort(neg, kind="stable")
+    else:
+        part = np.argpartition(neg, _CHUNK - 1)
+        head = part[:_CHUNK]
+        yield head[np.argsort(neg[head], kind="stable")]
+        order = part[_CHUNK:]
+        order = order[np.argsort(neg[order], kind="stable")]
+    for at in range(0, len(order), _CHUNK):
+        yield order[at : at + _CHUNK]
 
 
 def _unit(lat: float, lon: float) -> tuple[float, float, float]:
@@ -1013,9 +1030,7 @@ class VolunteerIndex:
         k); stops once no bound can reach the k-th best. (k-th best score, slots checked)."""
         recs = self._recs
         considered = 0
-        order = np.argsort(-bound, kind="stable")
-        for at in range(0, len(order), _CHUNK):
-            chunk = order[at : at + _CHUNK]
+        for chunk in _by_bound(bound):
             for s, b in zip(pos[chunk].tolist(), bound[chunk].tolist(), strict=True):
                 if b + _EPS < kth:
                     return kth, considered  # the rest is sorted below the k-th best
