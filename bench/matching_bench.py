@@ -409,6 +409,10 @@ def rss_child(n_vols: int) -> None:
         index.set_stats(vid, st)
     index.loads.update(make_loads(vols, seed=5))
     del vols
+    for r in make_requests(300, seed=2):  # a searched index holds its grids as arrays
+        svc = SERVICES[r.service_type_id]
+        if not index.best(r, svc, index.loads, 5).candidates:
+            index.full_rank(r, svc, index.loads)
     gc.collect()
     after = _rss_kb()
     print(f"{base} {after} {len(view)} {len(index)}")
@@ -417,7 +421,7 @@ def rss_child(n_vols: int) -> None:
 def bench_rss(n_vols: int) -> None:
     print(
         f"\n## memory: {n_vols:,} volunteers in the View + VolunteerIndex, with histories and "
-        "loads (fresh process)"
+        "loads, after 300 decisions (fresh process)"
     )
     out = subprocess.run(
         [sys.executable, __file__, "--rss-child", str(n_vols)],

@@ -316,3 +316,26 @@ def test_a_window_no_schedule_covers_has_no_candidate_and_its_reasons() -> None:
         "v1",
         "v2",
     ]
+
+
+def test_a_pool_gives_each_request_the_hits_of_its_search(seeded) -> None:  # type: ignore[no-untyped-def]
+    _vols, loads, reqs, index = seeded
+    columns = index.load_columns(loads)
+    pools = {}
+    for r in reqs[:200]:
+        svc = SERVICES[r.service_type_id]
+        key = (r.service_type_id, r.window.start, r.language)
+        if key not in pools:
+            pools[key] = index.pool(r, svc, loads, columns)
+        pool = pools[key]
+        for k in (1, 12, None):
+            want = index.search(r, svc, loads, k, columns)
+            got = index.search_pool(pool, r, k) if pool is not None else None
+            if got is None:
+                assert want.found == []
+                continue
+            assert [(h.vol.id, h.score, h.distance_km, h.values) for h in got.found] == [
+                (h.vol.id, h.score, h.distance_km, h.values) for h in want.found
+            ]
+            assert got.complete == want.complete
+    assert len(pools) < 150  # requests did share pools

@@ -7,11 +7,13 @@ history of each volunteer); the cost of a pair is `1 - score`.
 
 How 2,000 requests x 20,000 volunteers stays fast:
 
-* **Candidates come from `VolunteerIndex.search`**, the best-first search of single decisions
-  (per-skill grids banded by radius, necessary conditions in numpy, weekly availability
-  memoised per schedule and window), given the batch's loads as numpy columns once, so that
-  capacity, fairness and newcomer prune too. Its hits are eligible and scored exactly as
-  `policy.ineligibility` and `policy.score_total` would.
+* **Candidates come from the index's pools.** Requests sharing service type, window and
+  language share a `VolunteerIndex.pool`: the volunteers meeting every condition but
+  distance and leave (skills, certifications, language, capacity under the batch's loads as
+  numpy columns, weekly availability), checked once per group instead of once per request.
+  `search_pool` then takes one chord-distance pass over the pool per request and returns what
+  `VolunteerIndex.search` would: hits eligible and scored exactly as `policy.ineligibility`
+  and `policy.score_total` would.
 * **Sparse, pruned graph.** A request keeps at most `max_candidates` eligible volunteers, its
   best by score, plus the volunteer greedy gives it (see below). No dense requests x volunteers
   matrix is ever built.

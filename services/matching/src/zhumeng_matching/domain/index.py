@@ -12,9 +12,10 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
   slots are reused. Scoring reads only these columns: no per-candidate dict lookup.
 * Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
   split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
-  cells of half its radius (at least 3 km; fewer, fuller buckets: the Python work is per
-  bucket, numpy filters the extra volunteers cheaply). A bucket (grid, band, cell) holds slots:
-  a list while it is being changed, an int array once it was searched.
+  cells of a quarter of its radius (at least 1.5 km). Once searched, a grid is one sorted
+  array of (band, cell) keys with the slots beside it (`_Grid`; kept sorted by `put` and
+  `remove` from then on), so that a box of cells is one key range per row of cells: two
+  `searchsorted` calls per search round, whatever the number of cells.
 
 `search` (and `best`, which adds the explanation) is best-first by an upper bound on the
 score. For an eligible volunteer at distance d with radius r the score is at most
@@ -22,22 +23,31 @@ score. For an eligible volunteer at distance d with radius r the score is at mos
 largest recent-hours + rating + newcomer contributions anyone has, plus language). It works
 in rounds of growing ρ = d/r (0.15 first, then x4, or straight to the ρ below which nothing
 can beat the k-th best): a round gathers, from the grid of the request's rarest required
-skill, the buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
+skill, the cells not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
 and filters them in numpy (capacity under the newcomer rule, other skills, certifications,
-language, weekly availability memoised per schedule id and window, then d ≤ r). Reachable
-volunteers beyond this round's ρ wait for the next round. Every other criterion's rounded
-contribution is computed in numpy with the policy's own rounding (`policy.round4`), so the
-bound is nearly exact; in order of the bound, the exact haversine distance (and, for the few
-with schedule exceptions near the window, the exceptions) is checked in Python and the
-contributions are added in `WEIGHTS` order: the same float as `policy.score_total`. The
-search stops when the k-th best exact score beats the bound of everything not yet checked
-(with a 1e-3 margin for rounding), so its answer is what `policy.rank` would put first, with
-the same score and tie-break (-score, distance, id).
+language, weekly availability memoised per schedule id and window, then squared chords
+against the radius'). Reachable volunteers beyond this round's ρ wait for the next round.
+The bound adds the unrounded fairness and experience figures at their weights and the
+volunteer's precomputed recent-hours + rating + newcomer + language contributions, within
+`_EPS` of the rounded sum. In order of the bound (a partition first: most searches check
+fewer than ten), the exact haversine distance (and, for the few with schedule exceptions
+near the window, the exceptions) is checked in Python and the contributions are rounded
+with the policy's rounding (`policy.round4`) and added in `WEIGHTS` order: the same float as
+`policy.score_total`. The search stops when the k-th best exact score beats the bound of
+everything not yet checked (with a 1e-3 margin for rounding), so its answer is what
+`policy.rank` would put first, with the same score and tie-break (-score, distance, id).
+With few distinct weekly schedules, a search first asks whether any of them covers the
+window at all (memoised): nobody can serve a weekend-evening care visit, no search needed.
+
+Batch mode shares work between requests: `pool` applies every condition but distance and
+leave once per (service type, window, language), and `search_pool` finds a request's hits
+with one chord pass over the pool: the same hits as `search`.
 
 The search does not look at every nearby volunteer, so it gives no rejection reasons:
 `full_rank` is the full pass (`policy.rank` over `nearby`), for the reasons of a request
-nobody can take, counted in numpy over the holders of the required skills in the 0.1° cells
-within the largest radius (the holders of a skill are cached between changes).
+nobody can take: the nearby are counted by cell ranges of the required skills' holders
+(sorted by 0.1° cell and cached between changes), and only those the grid can bring within
+their radius (a gather at d/r = 1) are checked further, in numpy.
 """
 
 from __future__ import annotations
@@ -122,11 +132,11 @@ _BAND_SHIFT = 44  # grid keys: (band << 44) | cell key (cell keys take 42 bits)
 
 
 class _Grid:
-    """One skill's volunteers (or everyone's) by radius band and cell. Per band, a dict cell
-    key -> slots (kept current by `put`/`remove`) and the occupied extent of rows and
-    columns (only grows); once searched, also every member's grid key, sorted, with its slot
-    beside it (then kept current by inserting and deleting): a box of cells is a range of
-    keys per row, found by `searchsorted`, instead of one dict lookup per cell."""
+    """One skill's volunteers (or everyone's) by radius band and cell, and per band the
+    occupied extent of rows and columns (only grows). While loading, per band a dict cell
+    key -> slots; from the first search on, instead, every member's grid key, sorted, with
+    its slot beside it (kept current by inserting and deleting): a box of cells is a range
+    of keys per row, found by `searchsorted`, instead of one dict lookup per cell."""
 
     __slots__ = ("cells", "extent", "keys", "slots")
 
@@ -138,14 +148,15 @@ class _Grid:
 
     def add(self, b: int, row: int, col: int, slot: int) -> None:
         key = ((row + _OFF) << 21) | (col + _OFF)
-        self.cells[b].setdefault(key, []).append(slot)
         e = self.extent[b]
         self.extent[b] = (
             (row, row, col, col)
             if e is None
             else (min(e[0], row), max(e[1], row), min(e[2], col), max(e[3], col))
         )
-        if self.keys is not None and self.slots is not None:
+        if self.keys is None or self.slots is None:
+            self.cells[b].setdefault(key, []).append(slot)
+        else:
             k = (b << _BAND_SHIFT) | key
             i = int(np.searchsorted(self.keys, k, "right"))
             self.keys = np.insert(self.keys, i, k)
@@ -153,12 +164,13 @@ class _Grid:
 
     def discard(self, b: int, row: int, col: int, slot: int) -> None:
         key = ((row + _OFF) << 21) | (col + _OFF)
-        cells = self.cells[b]
-        bucket = cells[key]
-        bucket.remove(slot)
-        if not bucket:
-            del cells[key]
-        if self.keys is not None and self.slots is not None:
+        if self.keys is None or self.slots is None:
+            cells = self.cells[b]
+            bucket = cells[key]
+            bucket.remove(slot)
+            if not bucket:
+                del cells[key]
+        else:
             k = (b << _BAND_SHIFT) | key
             lo = int(np.searchsorted(self.keys, k, "left"))
             hi = int(np.searchsorted(self.keys, k, "right"))
@@ -185,6 +197,7 @@ class _Grid:
                 k, s = np.zeros(0, np.int64), np.zeros(0, np.intp)
             order = np.argsort(k, kind="stable")
             self.keys, self.slots = k[order], s[order]
+            self.cells = []  # the arrays hold them now (memory)
         return self.keys, self.slots
 
 
