@@ -775,13 +775,7 @@ class VolunteerIndex:
     def _in_radius(self, lat: float, lon: float, pos: np.ndarray) -> np.ndarray:
         """The slots whose radius holds the point. Chords in numpy (no trigonometry), then
         the exact haversine where numpy is within float noise of the radius."""
-        x0, y0, z0 = _unit(lat, lon)
-        c = self._x[pos] - x0
-        c2 = c * c
-        c = self._y[pos] - y0
-        c2 += c * c
-        c = self._z[pos] - z0
-        c2 += c * c
+        c2 = self._squared_chords(pos, _unit(lat, lon))
         limit = self._chord2[pos]
         near = np.flatnonzero(c2 <= limit * (1 + 1e-9) + 1e-15)  # inside, or a tie
         c2, limit = c2[near], limit[near]
@@ -1146,19 +1140,24 @@ class VolunteerIndex:
             hi = 1.0 if hi > 0.7 else hi
         return self._hits(q, top, considered, k)
 
+    def _squared_chords(self, pos: np.ndarray, unit: tuple[float, float, float]) -> np.ndarray:
+        """Squared chords from the point (as a unit vector) to the slots' homes."""
+        x0, y0, z0 = unit
+        c = self._x[pos] - x0
+        c2: np.ndarray = c * c
+        c = self._y[pos] - y0
+        c2 += c * c
+        c = self._z[pos] - z0
+        c2 += c * c
+        return c2
+
     def _within_radius(
         self, pos: np.ndarray, unit: tuple[float, float, float]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Where in `pos` the slots are whose radius may reach the point, and their d/r.
         Squared chords against the radius' (no trigonometry) with a margin: the exact
         haversine decides later."""
-        x0, y0, z0 = unit
-        c = self._x[pos] - x0
-        c2 = c * c
-        c = self._y[pos] - y0
-        c2 += c * c
-        c = self._z[pos] - z0
-        c2 += c * c
+        c2 = self._squared_chords(pos, unit)
         at = np.flatnonzero(c2 <= self._chord2[pos] * (1 + 1e-8) + 1e-18)
         ratio = np.sqrt(c2[at])
         ratio *= 0.5
