@@ -8,6 +8,7 @@ and the memory of the volunteer read model. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import random
 import statistics
@@ -254,14 +255,20 @@ def make_loads(vols: list[VolunteerRecord], seed: int) -> dict[str, Load]:
     return loads
 
 
-def bench_decisions(n_vols: int, n_decisions: int, n_scan: int, reps: int) -> None:
+def bench_decisions(
+    n_vols: int, n_decisions: int, n_scan: int, reps: int, freeze: bool = False
+) -> None:
     n_scan = min(n_scan, n_decisions)
     print(
         f"\n## decision latency: {n_vols:,} volunteers, {n_decisions} requests x {reps} reps "
         f"(the linear scan on the first {n_scan} of them)"
+        + (" (gc.freeze() after loading)" if freeze else "")
     )
     vols = make_volunteers(n_vols, seed=1)
     index = load_index(vols, make_loads(vols, seed=5), seed=7)
+    if freeze:  # what a service can do once its views are loaded: no full collection
+        gc.collect()  # walks the 100k records again and again
+        gc.freeze()
     everyone = index.all()
     loads = index.loads
     stats = index.stats()
@@ -390,8 +397,6 @@ def _rss_kb() -> int:
 
 def rss_child(n_vols: int) -> None:
     """Runs in a fresh interpreter: RSS before and after loading the read model."""
-    import gc
-
     gc.collect()
     base = _rss_kb()
     view: View[VolunteerRecord] = View(VolunteerRecord)
@@ -404,6 +409,10 @@ def rss_child(n_vols: int) -> None:
         index.set_stats(vid, st)
     index.loads.update(make_loads(vols, seed=5))
     del vols
+    for r in make_requests(300, seed=2):  # a searched index holds its grids as arrays
+        svc = SERVICES[r.service_type_id]
+        if not index.best(r, svc, index.loads, 5).candidates:
+            index.full_rank(r, svc, index.loads)
     gc.collect()
     after = _rss_kb()
     print(f"{base} {after} {len(view)} {len(index)}")
@@ -412,7 +421,7 @@ def rss_child(n_vols: int) -> None:
 def bench_rss(n_vols: int) -> None:
     print(
         f"\n## memory: {n_vols:,} volunteers in the View + VolunteerIndex, with histories and "
-        "loads (fresh process)"
+        "loads, after 300 decisions (fresh process)"
     )
     out = subprocess.run(
         [sys.executable, __file__, "--rss-child", str(n_vols)],
@@ -441,6 +450,7 @@ def main() -> None:
     ap.add_argument("--batch-requests", type=int, default=2000)
     ap.add_argument("--batch-volunteers", type=int, default=20_000)
     ap.add_argument("--only", choices=["decisions", "batch", "rss"], default=None)
+    ap.add_argument("--gc-freeze", action="store_true", help="decisions: gc.freeze() after loading")
     ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_child:
@@ -452,7 +462,9 @@ def main() -> None:
     if args.only in (None, "batch"):
         bench_batch(args.batch_volunteers, args.batch_requests, args.reps)
     if args.only in (None, "decisions"):
-        bench_decisions(args.volunteers, args.decisions, args.scan_decisions, args.reps)
+        bench_decisions(
+            args.volunteers, args.decisions, args.scan_decisions, args.reps, args.gc_freeze
+        )
     machine("end")
 
 

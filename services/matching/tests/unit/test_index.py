@@ -244,9 +244,16 @@ def test_the_index_own_load_table_and_history_follow_changes() -> None:
         same(got.candidates, expected.candidates)
 
 
-def test_index_follows_changes() -> None:
+@pytest.mark.parametrize("searched_before", [False, True])
+def test_index_follows_changes(searched_before: bool) -> None:
+    """Changes before the first search (grids built afterwards) and after it (grids kept
+    sorted by inserting and deleting)."""
     vols, loads, reqs, stats = county(800, 80, seed=5)
     index = index_of(vols, stats)
+    if searched_before:
+        for r in reqs:
+            index.best(r, SERVICES[r.service_type_id], loads, 5)
+            index.full_rank(r, SERVICES[r.service_type_id], loads)
     rng = random.Random(9)
     for v in rng.sample(vols, 200):  # move, change radius band, skills; or leave
         if rng.random() < 0.3:
@@ -263,10 +270,13 @@ def test_index_follows_changes() -> None:
         index.on_change(v.id, moved)
     index.on_change("new", volunteer("new", radius_km=4))
     for r in reqs:
-        same(
-            index.best(r, SERVICES[r.service_type_id], loads, 5).candidates,
-            full(index, r, loads).candidates[:5],
-        )
+        svc = SERVICES[r.service_type_id]
+        expected = full(index, r, loads)
+        same(index.best(r, svc, loads, 5).candidates, expected.candidates[:5])
+        got = index.full_rank(r, svc, loads)
+        assert dict(got.rejected) == dict(expected.rejected)
+        assert got.considered == expected.considered
+        same(got.candidates, expected.candidates)
     assert len(index) == len(index.all())
 
 
@@ -287,3 +297,45 @@ def test_no_candidate_when_a_skill_or_language_is_unknown() -> None:
     assert index.best(r, service(required_certifications=["pilot"]), {}).candidates == []
     assert [c.volunteer.id for c in index.best(r, service(), {}).candidates] == ["a"]
     assert index.best(request(language="english"), service(), {}).candidates == []
+
+
+def test_a_window_no_schedule_covers_has_no_candidate_and_its_reasons() -> None:
+    mornings = [WeeklySlot(weekday=d, start=time(8), end=time(12)) for d in range(7)]
+    vols = [volunteer(f"v{i}", availability=mornings) for i in range(3)]
+    vols.append(volunteer("far", lat=26.5, availability=mornings))
+    index = index_of(vols)
+    evening = TimeWindow(
+        start=WINDOW.start + timedelta(hours=10), end=WINDOW.end + timedelta(hours=10)
+    )
+    r = request(window=evening)
+    assert index.best(r, service(), {}).candidates == []
+    got = index.full_rank(r, service(), {})
+    assert (got.candidates, dict(got.rejected)) == ([], {"not_available": 3})
+    assert [c.volunteer.id for c in index.best(request(), service(), {}).candidates] == [
+        "v0",
+        "v1",
+        "v2",
+    ]
+
+
+def test_a_pool_gives_each_request_the_hits_of_its_search(seeded) -> None:  # type: ignore[no-untyped-def]
+    _vols, loads, reqs, index = seeded
+    columns = index.load_columns(loads)
+    pools = {}
+    for r in reqs[:200]:
+        svc = SERVICES[r.service_type_id]
+        key = (r.service_type_id, r.window.start, r.language)
+        if key not in pools:
+            pools[key] = index.pool(r, svc, loads, columns)
+        pool = pools[key]
+        for k in (1, 12, None):
+            want = index.search(r, svc, loads, k, columns)
+            got = index.search_pool(pool, r, k) if pool is not None else None
+            if got is None:
+                assert want.found == []
+                continue
+            assert [(h.vol.id, h.score, h.distance_km, h.values) for h in got.found] == [
+                (h.vol.id, h.score, h.distance_km, h.values) for h in want.found
+            ]
+            assert got.complete == want.complete
+    assert len(pools) < 150  # requests did share pools

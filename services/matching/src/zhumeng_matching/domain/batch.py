@@ -7,11 +7,13 @@ history of each volunteer); the cost of a pair is `1 - score`.
 
 How 2,000 requests x 20,000 volunteers stays fast:
 
-* **Candidates come from `VolunteerIndex.search`**, the best-first search of single decisions
-  (per-skill grids banded by radius, necessary conditions in numpy, weekly availability
-  memoised per schedule and window), given the batch's loads as numpy columns once, so that
-  capacity, fairness and newcomer prune too. Its hits are eligible and scored exactly as
-  `policy.ineligibility` and `policy.score_total` would.
+* **Candidates come from the index's pools.** Requests sharing service type, window and
+  language share a `VolunteerIndex.pool`: the volunteers meeting every condition but
+  distance and leave (skills, certifications, language, capacity under the batch's loads as
+  numpy columns, weekly availability), checked once per group instead of once per request.
+  `search_pool` then takes one chord-distance pass over the pool per request and returns what
+  `VolunteerIndex.search` would: hits eligible and scored exactly as `policy.ineligibility`
+  and `policy.score_total` would.
 * **Sparse, pruned graph.** A request keeps at most `max_candidates` eligible volunteers, its
   best by score, plus the volunteer greedy gives it (see below). No dense requests x volunteers
   matrix is ever built.
@@ -50,7 +52,7 @@ from scipy.sparse.csgraph import (  # type: ignore[import-untyped]
 from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord
 from zhumeng_contracts.events.matching import ScorePart
 
-from .index import Hit, Hits, VolunteerIndex
+from .index import Hit, Hits, Pool, VolunteerIndex
 from .policy import Load, explain, total_of, workload_figure
 
 DEFAULT_MAX_CANDIDATES = 12
@@ -105,6 +107,19 @@ class _Candidates:
         self._columns = index.load_columns(loads)
         self._found: list[Hits | None] = [None] * len(requests)
         self._want: list[int | None] = [None] * len(requests)
+        self._pools: dict[tuple[object, ...], Pool | None] = {}
+
+    def _search(self, i: int, k: int | None) -> Hits:
+        """`VolunteerIndex.search`, through the pool the request shares with the others of
+        its service type, window and language: the conditions but distance are checked once
+        per group, not once per request."""
+        r, svc = self.requests[i], self.services[i]
+        assert svc is not None
+        key = (r.service_type_id, r.window.start, r.window.end, r.language)
+        if key not in self._pools:
+            self._pools[key] = self._index.pool(r, svc, self.loads, self._columns)
+        pool = self._pools[key]
+        return Hits([], 0, True) if pool is None else self._index.search_pool(pool, r, k)
 
     def options(self, i: int, want: int | None) -> list[_Option]:
         """Eligible options, best first: the best `want` (None: all of them)."""
@@ -117,7 +132,7 @@ class _Candidates:
         ):
             first = self._first_want
             k = None if want is None or first is None else max(want, first)
-            hits = self._found[i] = self._index.search(r, svc, self.loads, k, self._columns)
+            hits = self._found[i] = self._search(i, k)
             self._want[i] = k
         return hits.found if want is None else hits.found[:want]
 

@@ -12,9 +12,10 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
   slots are reused. Scoring reads only these columns: no per-candidate dict lookup.
 * Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
   split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
-  cells of half its radius (at least 3 km; fewer, fuller buckets: the Python work is per
-  bucket, numpy filters the extra volunteers cheaply). A bucket (grid, band, cell) holds slots:
-  a list while it is being changed, an int array once it was searched.
+  cells of a quarter of its radius (at least 1.5 km). Once searched, a grid is one sorted
+  array of (band, cell) keys with the slots beside it (`_Grid`; kept sorted by `put` and
+  `remove` from then on), so that a box of cells is one key range per row of cells: two
+  `searchsorted` calls per search round, whatever the number of cells.
 
 `search` (and `best`, which adds the explanation) is best-first by an upper bound on the
 score. For an eligible volunteer at distance d with radius r the score is at most
@@ -22,30 +23,40 @@ score. For an eligible volunteer at distance d with radius r the score is at mos
 largest recent-hours + rating + newcomer contributions anyone has, plus language). It works
 in rounds of growing ρ = d/r (0.15 first, then x4, or straight to the ρ below which nothing
 can beat the k-th best): a round gathers, from the grid of the request's rarest required
-skill, the buckets not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
+skill, the cells not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
 and filters them in numpy (capacity under the newcomer rule, other skills, certifications,
-language, weekly availability memoised per schedule id and window, then d ≤ r). Reachable
-volunteers beyond this round's ρ wait for the next round. Every other criterion's rounded
-contribution is computed in numpy with the policy's own rounding (`policy.round4`), so the
-bound is nearly exact; in order of the bound, the exact haversine distance (and, for the few
-with schedule exceptions near the window, the exceptions) is checked in Python and the
-contributions are added in `WEIGHTS` order: the same float as `policy.score_total`. The
-search stops when the k-th best exact score beats the bound of everything not yet checked
-(with a 1e-3 margin for rounding), so its answer is what `policy.rank` would put first, with
-the same score and tie-break (-score, distance, id).
+language, weekly availability memoised per schedule id and window, then squared chords
+against the radius'). Reachable volunteers beyond this round's ρ wait for the next round.
+The bound adds the unrounded fairness and experience figures at their weights and the
+volunteer's precomputed recent-hours + rating + newcomer + language contributions, within
+`_EPS` of the rounded sum. In order of the bound (a partition first: most searches check
+fewer than ten), the exact haversine distance (and, for the few with schedule exceptions
+near the window, the exceptions) is checked in Python and the contributions are rounded
+with the policy's rounding (`policy.round4`) and added in `WEIGHTS` order: the same float as
+`policy.score_total`. The search stops when the k-th best exact score beats the bound of
+everything not yet checked (with a 1e-3 margin for rounding), so its answer is what
+`policy.rank` would put first, with the same score and tie-break (-score, distance, id).
+With few distinct weekly schedules, a search first asks whether any of them covers the
+window at all (memoised): nobody can serve a weekend-evening care visit, no search needed.
+
+Batch mode shares work between requests: `pool` applies every condition but distance and
+leave once per (service type, window, language), and `search_pool` finds a request's hits
+with one chord pass over the pool: the same hits as `search`.
 
 The search does not look at every nearby volunteer, so it gives no rejection reasons:
 `full_rank` is the full pass (`policy.rank` over `nearby`), for the reasons of a request
-nobody can take, counted in numpy over the holders of the required skills in the 0.1° cells
-within the largest radius (the holders of a skill are cached between changes).
+nobody can take: the nearby are counted by cell ranges of the required skills' holders
+(sorted by 0.1° cell and cached between changes), and only those the grid can bring within
+their radius (a gather at d/r = 1) are checked further, in numpy.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -71,11 +82,10 @@ BAND_EDGES_KM: tuple[float, ...] = (
     *(2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0),
     *(25.0, 30.0, 40.0, 50.0, 70.0, 100.0, 140.0, 200.0),
 )
-MIN_CELL_KM = 3.0
-CELL_PER_RADIUS = 2.0
+MIN_CELL_KM = 1.5
+CELL_PER_RADIUS = 4.0
 _KM_PER_DEG = 111.0  # only sizes cells; the search boxes are exact spherical bounds
 _OFF = 1 << 20  # cell keys: ((row + _OFF) << 21) | (col + _OFF)
-_COL_MASK = (1 << 21) - 1
 _NO_CELL = -(2**31)  # the 0.1° cell of a free slot: in no range
 
 # the parts of the score other than distance, at most (language is 1 for anyone eligible)
@@ -84,10 +94,15 @@ _REST_MAX = sum(w for k, w in WEIGHTS.items() if k != "distance")
 _W_FAIR, _W_EXP = WEIGHTS["fairness"], WEIGHTS["experience"]
 W_RECENT, W_RATING, W_NEW = WEIGHTS["recent_hours"], WEIGHTS["rating"], WEIGHTS["newcomer"]
 _P_LANG = round4(WEIGHTS["language"])  # 1 for anyone eligible
+_W_EXP_UNIT = _W_EXP / pol.EXPERIENCE_FULL  # per completion of the type, for bounds
 _REST_ORDER = ("fairness", "recent_hours", "experience", "rating", "newcomer", "language")
 assert tuple(WEIGHTS) == ("distance", *_REST_ORDER)  # the order `_parts` adds them in
 _CHUNK = 32  # candidates converted to Python at a time in the exact pass
 _EPS = 1e-3  # > the rounding of score_total (4 parts and the sum, 0.5e-4 each)
+# with at most this many distinct weekly schedules, a search first asks whether any covers
+# the window (memoised per window): a request nobody can serve then costs no search
+_FEW_SCHEDULES = 256
+_IDS = np.arange(_FEW_SCHEDULES)
 _FIRST_RHO = 0.15  # d/r of the first round; rounds then widen (x4) or jump to what is needed
 
 
@@ -113,7 +128,122 @@ class Hits:
     complete: bool  # True when `found` holds every eligible volunteer (fewer than k exist)
 
 
-Bucket = list[int] | np.ndarray
+_BAND_SHIFT = 44  # grid keys: (band << 44) | cell key (cell keys take 42 bits)
+
+
+class _Grid:
+    """One skill's volunteers (or everyone's) by radius band and cell, and per band the
+    occupied extent of rows and columns (only grows). While loading, per band a dict cell
+    key -> slots; from the first search on, instead, every member's grid key, sorted, with
+    its slot beside it (kept current by inserting and deleting): a box of cells is a range
+    of keys per row, found by `searchsorted`, instead of one dict lookup per cell."""
+
+    __slots__ = ("cells", "extent", "keys", "slots")
+
+    def __init__(self) -> None:
+        self.cells: list[dict[int, list[int]]] = [{} for _ in BAND_EDGES_KM]
+        self.extent: list[tuple[int, int, int, int] | None] = [None] * len(BAND_EDGES_KM)
+        self.keys: np.ndarray | None = None
+        self.slots: np.ndarray | None = None
+
+    def add(self, b: int, row: int, col: int, slot: int) -> None:
+        key = ((row + _OFF) << 21) | (col + _OFF)
+        e = self.extent[b]
+        self.extent[b] = (
+            (row, row, col, col)
+            if e is None
+            else (min(e[0], row), max(e[1], row), min(e[2], col), max(e[3], col))
+        )
+        if self.keys is None or self.slots is None:
+            self.cells[b].setdefault(key, []).append(slot)
+        else:
+            k = (b << _BAND_SHIFT) | key
+            i = int(np.searchsorted(self.keys, k, "right"))
+            self.keys = np.insert(self.keys, i, k)
+            self.slots = np.insert(self.slots, i, slot)
+
+    def discard(self, b: int, row: int, col: int, slot: int) -> None:
+        key = ((row + _OFF) << 21) | (col + _OFF)
+        if self.keys is None or self.slots is None:
+            cells = self.cells[b]
+            bucket = cells[key]
+            bucket.remove(slot)
+            if not bucket:
+                del cells[key]
+        else:
+            k = (b << _BAND_SHIFT) | key
+            lo = int(np.searchsorted(self.keys, k, "left"))
+            hi = int(np.searchsorted(self.keys, k, "right"))
+            j = lo + int(np.flatnonzero(self.slots[lo:hi] == slot)[0])
+            self.keys = np.delete(self.keys, j)
+            self.slots = np.delete(self.slots, j)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted grid keys, slots), built at the first search (not during loading)."""
+        if self.keys is None or self.slots is None:
+            keys: list[np.ndarray] = []
+            lens: list[np.ndarray] = []
+            buckets: list[list[int]] = []
+            for b, cells in enumerate(self.cells):
+                if cells:
+                    n = len(cells)
+                    keys.append(np.fromiter(cells, np.int64, n) | (b << _BAND_SHIFT))
+                    lens.append(np.fromiter(map(len, cells.values()), np.int64, n))
+                    buckets.extend(cells.values())
+            if keys:
+                k = np.repeat(np.concatenate(keys), np.concatenate(lens))
+                s = np.fromiter(chain.from_iterable(buckets), np.intp, len(k))
+            else:
+                k, s = np.zeros(0, np.int64), np.zeros(0, np.intp)
+            order = np.argsort(k, kind="stable")
+            self.keys, self.slots = k[order], s[order]
+            self.cells = []  # the arrays hold them now (memory)
+        return self.keys, self.slots
+
+
+@dataclass(slots=True)
+class _Query:
+    """A search's request-independent part: the grid and the conditions as bit masks (the
+    strings without a bit, to check in Python: None when every one has a bit)."""
+
+    grid: _Grid
+    smask: int
+    cmask: int
+    lmask: int
+    need_s: set[str] | None
+    need_c: set[str] | None
+    lang: str | None
+    window: TimeWindow
+    dur: float
+    active: np.ndarray
+    exp: np.ndarray | None
+
+
+@dataclass(slots=True)
+class Pool:
+    """The slots meeting a search's conditions but distance and leave (`VolunteerIndex.pool`)
+    and the upper bound of their score beyond distance."""
+
+    query: _Query
+    pos: np.ndarray
+    rest: np.ndarray
+
+
+def _by_bound(bound: np.ndarray) -> Iterator[np.ndarray]:
+    """Positions in decreasing order of bound, `_CHUNK` at a time. Most searches check only
+    the first few: a large round sorts its best chunk first (a partition), the rest only if
+    asked."""
+    neg = -bound
+    if len(neg) <= 4 * _CHUNK:
+        order = np.argsort(neg, kind="stable")
+    else:
+        part = np.argpartition(neg, _CHUNK - 1)
+        head = part[:_CHUNK]
+        yield head[np.argsort(neg[head], kind="stable")]
+        order = part[_CHUNK:]
+        order = order[np.argsort(neg[order], kind="stable")]
+    for at in range(0, len(order), _CHUNK):
+        yield order[at : at + _CHUNK]
 
 
 def _unit(lat: float, lon: float) -> tuple[float, float, float]:
@@ -186,6 +316,7 @@ _COLUMNS: tuple[tuple[str, type, float], ...] = (
     ("_p_recent", np.float64, 0.0),
     ("_p_rating", np.float64, 0.0),
     ("_p_new", np.float64, 0.0),
+    ("_p_static", np.float64, 0.0),  # their sum plus language: for bounds only
 )
 
 
@@ -254,6 +385,7 @@ class VolunteerIndex:
     _p_recent: np.ndarray
     _p_rating: np.ndarray
     _p_new: np.ndarray
+    _p_static: np.ndarray
 
     def __init__(self) -> None:
         self._slot_of: dict[str, int] = {}
@@ -264,8 +396,7 @@ class VolunteerIndex:
         self._sched_id: dict[object, int] = {}
         self._sched_slots: list[list[WeeklySlot]] = []
         self._covers = CoversCache(self._sched_slots)
-        # grid key (a skill, or None: everyone) -> per band: cell key -> bucket of slots
-        self._grids: dict[str | None, list[dict[int, Bucket]]] = {}
+        self._grids: dict[str | None, _Grid] = {}  # by skill; None: everyone
         self._band_rmax = [0.0] * len(BAND_EDGES_KM)
         self._cell_deg = [
             max(MIN_CELL_KM, e / CELL_PER_RADIUS) / _KM_PER_DEG for e in BAND_EDGES_KM
@@ -275,6 +406,7 @@ class VolunteerIndex:
         self._unplaced: dict[str, VolunteerStats] = {}
         self._static_max = 0.0
         self._holders_of: dict[int, np.ndarray] = {}  # skill mask -> slots (`_holders`)
+        self._cells_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # `_by_cell`
         self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
         self.loads = LoadTable(self)  # pass this as `loads`: no per-call conversion
         self._alloc(0)
@@ -303,12 +435,11 @@ class VolunteerIndex:
         self._recs.append(None)
         return slot
 
-    def _place(self, vol: VolunteerRecord) -> tuple[int, int]:
-        """(band, cell key) of a volunteer in the grids."""
+    def _place(self, vol: VolunteerRecord) -> tuple[int, int, int]:
+        """(band, row, column) of a volunteer in the grids."""
         b = min(bisect_left(BAND_EDGES_KM, vol.radius_km), len(BAND_EDGES_KM) - 1)
         c = self._cell_deg[b]
-        key = ((math.floor(vol.home.lat / c) + _OFF) << 21) | (math.floor(vol.home.lon / c) + _OFF)
-        return b, key
+        return b, math.floor(vol.home.lat / c), math.floor(vol.home.lon / c)
 
     # ------------------------------------------------------------------ changes
 
@@ -322,6 +453,7 @@ class VolunteerIndex:
     def put(self, vol: VolunteerRecord) -> None:
         self.remove(vol.id)
         self._holders_of.clear()
+        self._cells_of.clear()
         slot = self._new_slot()
         self._slot_of[vol.id] = slot
         self._recs[slot] = vol
@@ -351,21 +483,15 @@ class VolunteerIndex:
         load = self.loads.get(vol.id)
         self._active[slot], self._total[slot] = (load.active, load.total) if load else (0, 0)
         self._stats_columns(slot, vol, self._unplaced.pop(vol.id, NO_STATS))
-        b, key = self._place(vol)
+        b, row, col = self._place(vol)
         self._band_rmax[b] = max(self._band_rmax[b], vol.radius_km)
         for g in (None, *set(vol.skills)):
             if g is not None:
                 self._skill_n[g] = self._skill_n.get(g, 0) + 1
             grid = self._grids.get(g)
             if grid is None:
-                grid = self._grids[g] = [{} for _ in BAND_EDGES_KM]
-            bucket = grid[b].get(key)
-            if bucket is None:
-                grid[b][key] = [slot]
-            elif isinstance(bucket, list):
-                bucket.append(slot)
-            else:
-                grid[b][key] = [*bucket.tolist(), slot]
+                grid = self._grids[g] = _Grid()
+            grid.add(b, row, col, slot)
         # radii only grow here; a stale larger maximum just widens `nearby` slightly
         self.max_radius_km = max(self.max_radius_km, vol.radius_km)
 
@@ -375,25 +501,19 @@ class VolunteerIndex:
             return
         old = self._rec(slot)
         self._holders_of.clear()
-        b, key = self._place(old)
+        self._cells_of.clear()
+        b, row, col = self._place(old)
         for g in (None, *set(old.skills)):
             if g is not None:
                 self._skill_n[g] -= 1
-            cells = self._grids[g][b]
-            bucket = cells[key]
-            if isinstance(bucket, list):
-                bucket.remove(slot)
-            else:
-                bucket = cells[key] = bucket[bucket != slot]
-            if len(bucket) == 0:
-                del cells[key]
+            self._grids[g].discard(b, row, col, slot)
         history = self._stats_at(slot)
         if history != NO_STATS:  # kept for a return (or the `put` of a new version)
             self._unplaced[volunteer_id] = history
         self._recs[slot] = None
         self._row[slot] = self._col[slot] = _NO_CELL
-        for col in self._exp.values():
-            col[slot] = 0
+        for by_type in self._exp.values():
+            by_type[slot] = 0
         self._free.append(slot)
 
     def on_change(self, key: str, record: VolunteerRecord | None) -> None:
@@ -444,6 +564,7 @@ class VolunteerIndex:
             W_RATING * pol.rating_figure(stats.stars_sum, stats.stars_n)
         )
         self._p_new[slot] = p3 = round4(W_NEW * pol.newcomer_figure(stats.completed))
+        self._p_static[slot] = p1 + p2 + p3 + _P_LANG
         # a bound, only ever raised: a lower one elsewhere just bounds less tightly
         self._static_max = max(self._static_max, p1 + p2 + p3)
         for t, n in stats.by_type.items():
@@ -543,6 +664,24 @@ class VolunteerIndex:
         out[5] = _P_LANG
         return out
 
+    def _exact_total(
+        self, s: int, d: float, radius: float, active: np.ndarray, exp: np.ndarray | None
+    ) -> float:
+        """`policy.total_of` of an eligible slot at distance d: the contributions rounded
+        and added in `WEIGHTS` order, so the same float as `policy.score_total`."""
+        total = round4(max(0.0, 1.0 - d / radius) * _DIST_W)
+        total += round4((1.0 - active.item(s) / self._effcap.item(s)) * _W_FAIR)
+        total += self._p_recent.item(s)
+        if exp is not None:
+            full = pol.EXPERIENCE_FULL
+            total += round4(min(exp.item(s), full) / full * _W_EXP)
+        else:
+            total += 0.0
+        total += self._p_rating.item(s)
+        total += self._p_new.item(s)
+        total += _P_LANG
+        return round4(total)
+
     def _nearby_slots(self, lat: float, lon: float, required_skills: Iterable[str]) -> np.ndarray:
         need = list(dict.fromkeys(required_skills))
         mask, exact, possible = self._skills_t.need(need)
@@ -593,11 +732,66 @@ class VolunteerIndex:
         (candidates, `rejected` and `considered`), with the rejections counted in numpy: the
         reasons of an unmatched request without a Python pass over thousands of volunteers."""
         lat, lon = request.location.lat, request.location.lon
+        near = self._reachable(lat, lon, service) or self._reachable_scan(lat, lon, service)
+        considered, no_cert, out, pos = near
+        ranking = Ranking(candidates=[], considered=considered)
+        # nearby holds only volunteers with every required skill: no "missing_skill"; the
+        # later checks only on who is still in the running
+        counts: list[tuple[str, int]] = [("missing_certification", no_cert)]
+        counts.append(("out_of_radius", out))
+        active, _ = self.load_columns(loads)
+        full = active[pos] >= self._effcap[pos]  # the newcomer rule's capacity
+        counts.append(("no_capacity", int(np.count_nonzero(full))))
+        pos = pos[~full]
+        lang = request.language
+        if lang:
+            lmask, l_exact, l_possible = self._langs_t.need([lang])
+            if not l_possible:
+                speaks = np.zeros(len(pos), dtype=bool)
+            elif l_exact:
+                speaks = (self._langs[pos] & lmask) != 0
+            else:
+                speaks = np.array([lang in self._rec(s).languages for s in pos.tolist()], bool)
+            counts.append(("language", len(pos) - int(np.count_nonzero(speaks))))
+            pos = pos[speaks]
+        avail = self._covers.ok(self._sched[pos], request.window, service.default_duration_min)
+        counts.append(("not_available", len(pos) - int(np.count_nonzero(avail))))
+        pos = pos[avail]
+        away = self._away(pos, request.window, service.default_duration_min)
+        counts.append(("unavailable", int(np.count_nonzero(away))))
+        pos = pos[~away]
+        for reason, n in counts:
+            if n:
+                ranking.rejected[reason] = n
+        exp = self._exp.get(request.service_type_id)
+        for s in pos.tolist():
+            vol = self._rec(s)
+            dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
+            values = self._slot_figures(s, exp, dist, int(active[s]))
+            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
+        ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
+        return ranking
+
+    def _in_radius(self, lat: float, lon: float, pos: np.ndarray) -> np.ndarray:
+        """The slots whose radius holds the point. Chords in numpy (no trigonometry), then
+        the exact haversine where numpy is within float noise of the radius."""
+        c2 = self._squared_chords(pos, _unit(lat, lon))
+        limit = self._chord2[pos]
+        near = np.flatnonzero(c2 <= limit * (1 + 1e-9) + 1e-15)  # inside, or a tie
+        c2, limit = c2[near], limit[near]
+        inside = c2 <= limit
+        for j in np.flatnonzero(limit - c2 <= 1e-9 * limit + 1e-15).tolist():
+            v = self._rec(int(pos[near[j]]))
+            inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
+        within: np.ndarray = pos[near[inside]]
+        return within
+
+    def _reachable_scan(
+        self, lat: float, lon: float, service: ServiceTypeRecord
+    ) -> tuple[int, int, int, np.ndarray]:
+        """(nearby, of them without the certifications, of the rest out of their radius,
+        the slots left), over every nearby volunteer."""
         pos = self._nearby_slots(lat, lon, service.required_skills)
-        ranking = Ranking(candidates=[], considered=len(pos))
-        if not len(pos):
-            return ranking
-        # nearby holds only volunteers with every required skill: no "missing_skill"
         need_c = set(service.required_certifications)
         cmask, c_exact, c_possible = self._certs_t.need(need_c)
         if not c_possible:
@@ -606,64 +800,63 @@ class VolunteerIndex:
             ok = (self._certs[pos] & cmask) == cmask
         else:
             ok = np.array([need_c <= set(self._rec(s).certifications) for s in pos.tolist()])
-        counts: list[tuple[str, np.ndarray]] = [("missing_certification", ~ok)]
-        # radius: chords in numpy (no trigonometry), then the exact haversine where numpy is
-        # within float noise of the radius
-        x0, y0, z0 = _unit(lat, lon)
-        c2 = (self._x[pos] - x0) ** 2
-        c2 += (self._y[pos] - y0) ** 2
-        c2 += (self._z[pos] - z0) ** 2
-        limit = self._chord2[pos]
-        inside = c2 <= limit
-        for j in np.flatnonzero(np.abs(c2 - limit) <= 1e-9 * limit + 1e-15).tolist():
-            v = self._rec(int(pos[j]))
-            inside[j] = haversine_km(lat, lon, v.home.lat, v.home.lon) <= v.radius_km
-        counts.append(("out_of_radius", ok & ~inside))
-        ok &= inside
-        # the later checks only on who is still in the running (most nearby volunteers are
-        # out of their own radius): fewer gathers from the columns
-        active, _ = self.load_columns(loads)
-        idx = np.flatnonzero(ok)
-        full = np.zeros(len(pos), dtype=bool)
-        full[idx] = active[pos[idx]] >= self._effcap[pos[idx]]  # the newcomer rule's capacity
-        counts.append(("no_capacity", full))
-        ok &= ~full
-        lang = request.language
-        if lang:
-            lmask, l_exact, l_possible = self._langs_t.need([lang])
-            if not l_possible:
-                speaks = np.zeros(len(pos), dtype=bool)
-            elif l_exact:
-                speaks = np.ones(len(pos), dtype=bool)
-                idx = np.flatnonzero(ok)
-                speaks[idx] = (self._langs[pos[idx]] & lmask) != 0
-            else:
-                speaks = np.array([lang in self._rec(s).languages for s in pos.tolist()])
-            counts.append(("language", ok & ~speaks))
-            ok &= speaks
-        idx = np.flatnonzero(ok)
-        avail = np.zeros(len(pos), dtype=bool)
-        avail[idx] = self._covers.ok(
-            self._sched[pos[idx]], request.window, service.default_duration_min
-        )
-        counts.append(("not_available", ok & ~avail))
-        ok &= avail
-        away = np.zeros(len(pos), dtype=bool)
-        away[ok] = self._away(pos[ok], request.window, service.default_duration_min)
-        counts.append(("unavailable", away))
-        ok &= ~away
-        for reason, mask in counts:
-            n = int(np.count_nonzero(mask))
-            if n:
-                ranking.rejected[reason] = n
-        exp = self._exp.get(request.service_type_id)
-        for s in pos[ok].tolist():
-            vol = self._rec(s)
-            dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
-            values = self._slot_figures(s, exp, dist, int(active[s]))
-            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
-        ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
-        return ranking
+        pos_ok = pos[ok]
+        inside = self._in_radius(lat, lon, pos_ok)
+        return len(pos), len(pos) - len(pos_ok), len(pos_ok) - len(inside), inside
+
+    def _reachable(
+        self, lat: float, lon: float, service: ServiceTypeRecord
+    ) -> tuple[int, int, int, np.ndarray] | None:
+        """`_reachable_scan` without looking at every nearby volunteer: the nearby are
+        counted by cell ranges of the required skills' holders, and only those the grid can
+        bring within their radius (a search at d/r = 1) are checked for it. None when a
+        string has no bit (then the scan decides)."""
+        need = list(dict.fromkeys(service.required_skills))
+        smask, s_exact, s_possible = self._skills_t.need(need)
+        cmask, c_exact, c_possible = self._certs_t.need(service.required_certifications)
+        if not (s_exact and c_exact and s_possible and c_possible and self._slot_of):
+            return None
+        cells = cells_within(lat, lon, self.max_radius_km)
+        (lo_r, lo_c), (hi_r, hi_c) = cells[0], cells[-1]
+        keys, slots = self._by_cell(smask)
+        rows = range(lo_r + _OFF, hi_r + _OFF + 1)
+        lo = np.searchsorted(keys, [(r << 21) | (lo_c + _OFF) for r in rows], "left")
+        n = np.searchsorted(keys, [(r << 21) | (hi_c + _OFF) for r in rows], "right")
+        n -= lo
+        considered = int(n.sum())
+        no_cert = 0
+        if cmask and considered:
+            lo -= np.cumsum(n) - n
+            near = slots[np.repeat(lo, n) + np.arange(considered)]
+            no_cert = int(np.count_nonzero((self._certs[near] & cmask) != cmask))
+        rarest = min(need, key=lambda s: self._skill_n.get(s, 0)) if need else None
+        grid = self._grids.get(rarest)
+        pos = None
+        if grid is not None and considered > no_cert:
+            pos = self._gather(grid, lat, lon, 1.0, [None] * len(BAND_EDGES_KM))
+        if pos is None:
+            return considered, no_cert, considered - no_cert, np.zeros(0, dtype=np.intp)
+        if len(need) > 1:  # the grid's holders have its skill
+            pos = pos[(self._skills[pos] & smask) == smask]
+        if cmask:
+            pos = pos[(self._certs[pos] & cmask) == cmask]
+        pos = self._in_radius(lat, lon, pos)
+        # nearby is cut by 0.1° cells: keep it exact (removes nobody in practice)
+        row, col = self._row[pos], self._col[pos]
+        pos = pos[(row >= lo_r) & (row <= hi_r) & (col >= lo_c) & (col <= hi_c)]
+        return considered, no_cert, considered - no_cert - len(pos), pos
+
+    def _by_cell(self, mask: int) -> tuple[np.ndarray, np.ndarray]:
+        """The holders of the skills of `mask` sorted by 0.1° cell key, with the keys (cached
+        as `_holders`)."""
+        got = self._cells_of.get(mask)
+        if got is None:
+            held = self._holders(mask)
+            keys = (self._row[held].astype(np.int64) + _OFF) << 21
+            keys |= self._col[held].astype(np.int64) + _OFF
+            order = np.argsort(keys, kind="stable")
+            got = self._cells_of[mask] = (keys[order], held[order])
+        return got
 
     @staticmethod
     def _candidate(
@@ -691,18 +884,19 @@ class VolunteerIndex:
 
     def _gather(
         self,
-        grid: list[dict[int, Bucket]],
+        grid: _Grid,
         lat: float,
         lon: float,
         rho: float,
         seen: list[tuple[int, int, int, int] | None],
-    ) -> list[np.ndarray]:
-        """Buckets that may hold a volunteer within ρ x (its band's radius) of the point,
-        except those of the boxes in `seen` (gathered by earlier rounds; updated)."""
-        parts: list[np.ndarray] = []
+    ) -> np.ndarray | None:
+        """Slots of the cells that may hold a volunteer within ρ x (its band's radius) of the
+        point, except those of the boxes in `seen` (gathered by earlier rounds; updated)."""
+        lo_k: list[int] = []
+        hi_k: list[int] = []
         phi = math.radians(lat)
-        for b, cells in enumerate(grid):
-            if not cells:
+        for b, ext in enumerate(grid.extent):
+            if ext is None:
                 continue
             delta = rho * self._band_rmax[b] / EARTH_RADIUS_KM * (1 + 1e-9) + 1e-12
             dlat = math.degrees(delta)
@@ -710,44 +904,181 @@ class VolunteerIndex:
             everything = delta >= math.pi / 2 - abs(phi) or x >= 1
             dlon = 360.0 if everything else math.degrees(math.asin(x)) * (1 + 1e-9) + 1e-12
             if everything or lon - dlon < -180 or lon + dlon > 180:
-                box = (-(1 << 19), 1 << 19, -(1 << 19), 1 << 19)  # a pole or the antimeridian
-            else:
+                box = ext  # a pole or the antimeridian: the whole band
+            else:  # the box, cut to the rows and columns the band occupies
                 c = self._cell_deg[b]
                 box = (
-                    math.floor((lat - dlat) / c),
-                    math.floor((lat + dlat) / c),
-                    math.floor((lon - dlon) / c),
-                    math.floor((lon + dlon) / c),
+                    max(ext[0], math.floor((lat - dlat) / c)),
+                    min(ext[1], math.floor((lat + dlat) / c)),
+                    max(ext[2], math.floor((lon - dlon) / c)),
+                    min(ext[3], math.floor((lon + dlon) / c)),
                 )
+                if box[0] > box[1] or box[2] > box[3]:
+                    continue
             old = seen[b]
             if old == box:
                 continue
             seen[b] = box
             r0, r1, c0, c1 = box
-            if (r1 - r0 + 1) * (c1 - c0 + 1) <= len(cells):
-                keys: list[int] = [
-                    ((r + _OFF) << 21) | (cc + _OFF)
-                    for r in range(r0, r1 + 1)
-                    for cc in range(c0, c1 + 1)
-                    if old is None or not (old[0] <= r <= old[1] and old[2] <= cc <= old[3])
-                ]
-            else:  # a sparse grid (a rare skill): walk its buckets instead of the box
-                keys = []
-                for key in cells:
-                    r, cc = (key >> 21) - _OFF, (key & _COL_MASK) - _OFF
-                    inside = r0 <= r <= r1 and c0 <= cc <= c1
-                    if inside and (
-                        old is None or not (old[0] <= r <= old[1] and old[2] <= cc <= old[3])
-                    ):
-                        keys.append(key)
-            for k in keys:
-                bucket = cells.get(k)
-                if bucket is None:
+            base = b << _BAND_SHIFT
+            for r in range(r0, r1 + 1):
+                rk = base | ((r + _OFF) << 21)
+                if old is not None and old[0] <= r <= old[1]:  # the box minus the old one
+                    if c0 < old[2]:
+                        lo_k.append(rk | (c0 + _OFF))
+                        hi_k.append(rk | (min(c1, old[2] - 1) + _OFF))
+                    if c1 > old[3]:
+                        lo_k.append(rk | (max(c0, old[3] + 1) + _OFF))
+                        hi_k.append(rk | (c1 + _OFF))
+                else:
+                    lo_k.append(rk | (c0 + _OFF))
+                    hi_k.append(rk | (c1 + _OFF))
+        if not lo_k:
+            return None
+        keys, slots = grid.arrays()
+        lo = np.searchsorted(keys, lo_k, "left")
+        n = np.searchsorted(keys, hi_k, "right")
+        n -= lo
+        total = int(n.sum())
+        if not total:
+            return None
+        # the ranges' positions, concatenated: lo + 0, 1, ... per range
+        lo -= np.cumsum(n) - n
+        gathered: np.ndarray = slots[np.repeat(lo, n) + np.arange(total)]
+        return gathered
+
+    def _query(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        loads: Mapping[str, Load],
+        columns: tuple[np.ndarray, np.ndarray] | None,
+    ) -> _Query | None:
+        """What a search for the request needs, or None when nobody can be eligible."""
+        need_skills = list(dict.fromkeys(service.required_skills))
+        if need_skills:
+            if any(self._skill_n.get(s, 0) <= 0 for s in need_skills):
+                return None
+            rarest: str | None = min(need_skills, key=lambda s: self._skill_n[s])
+        else:
+            rarest = None
+        grid = self._grids.get(rarest)
+        if grid is None:
+            return None
+        smask, s_exact, ok1 = self._skills_t.need(need_skills)
+        cmask, c_exact, ok2 = self._certs_t.need(service.required_certifications)
+        lang = request.language
+        lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
+        if not (ok1 and ok2 and ok3):
+            return None
+        window, dur = request.window, service.default_duration_min
+        n_sched = len(self._sched_slots)
+        if n_sched <= _FEW_SCHEDULES and not self._covers.ok(_IDS[:n_sched], window, dur).any():
+            return None  # no schedule holds the service in the window (e.g. weekend evenings)
+        active = columns[0] if columns is not None else self.load_columns(loads)[0]
+        return _Query(
+            grid=grid,
+            # the grid is the rarest skill's: its holders need no check of that skill alone
+            smask=smask if len(need_skills) > 1 or not s_exact else 0,
+            cmask=cmask,
+            lmask=lmask,
+            need_s=None if s_exact else set(need_skills),
+            need_c=None if c_exact else set(service.required_certifications),
+            lang=None if l_exact else lang,
+            window=window,
+            dur=dur,
+            active=active,
+            exp=self._exp.get(request.service_type_id),
+        )
+
+    def _eligible_but_distance(self, q: _Query, pos: np.ndarray) -> np.ndarray:
+        """The slots meeting the necessary conditions in numpy: capacity (newcomer rule),
+        skills, certifications, language, weekly availability; the cheap integer checks
+        first."""
+        m = q.active[pos] < self._effcap[pos]
+        if q.smask:
+            m &= (self._skills[pos] & q.smask) == q.smask
+        if q.cmask:
+            m &= (self._certs[pos] & q.cmask) == q.cmask
+        if q.lmask:
+            m &= (self._langs[pos] & q.lmask) != 0
+        pos = pos[m]
+        eligible: np.ndarray = pos[self._covers.ok(self._sched[pos], q.window, q.dur)]
+        return eligible
+
+    def _rest_bound(self, q: _Query, pos: np.ndarray) -> np.ndarray:
+        """Per slot, an upper bound of every contribution but distance's (unrounded: within
+        `_EPS` of the rounded ones)."""
+        rest = self._active_share(q, pos)
+        rest *= -_W_FAIR
+        rest += _W_FAIR
+        rest += self._p_static[pos]
+        if q.exp is not None:
+            rest += np.minimum(q.exp[pos], pol.EXPERIENCE_FULL) * _W_EXP_UNIT
+        return rest
+
+    def _active_share(self, q: _Query, pos: np.ndarray) -> np.ndarray:
+        share: np.ndarray = q.active[pos] / self._effcap[pos]
+        return share
+
+    def _exact_pass(
+        self,
+        q: _Query,
+        lat: float,
+        lon: float,
+        pos: np.ndarray,
+        bound: np.ndarray,
+        top: list[tuple[float, float, str, int]],
+        k: int | None,
+        kth: float,
+    ) -> tuple[float, int]:
+        """Checks the slots in the order of their bound, exactly (haversine, the strings
+        without a bit, leave) and scores them as `policy.score_total`, into `top` (the best
+        k); stops once no bound can reach the k-th best. (k-th best score, slots checked)."""
+        recs = self._recs
+        considered = 0
+        for chunk in _by_bound(bound):
+            for s, b in zip(pos[chunk].tolist(), bound[chunk].tolist(), strict=True):
+                if b + _EPS < kth:
+                    return kth, considered  # the rest is sorted below the k-th best
+                considered += 1
+                vol = recs[s]
+                assert vol is not None
+                d = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
+                if d > vol.radius_km:
                     continue
-                if isinstance(bucket, list):
-                    bucket = cells[k] = np.array(bucket, dtype=np.intp)
-                parts.append(bucket)
-        return parts
+                if q.need_s is not None and not q.need_s <= set(vol.skills):
+                    continue
+                if q.need_c is not None and not q.need_c <= set(vol.certifications):
+                    continue
+                if q.lang is not None and q.lang not in vol.languages:
+                    continue
+                if vol.unavailable and self._away(np.array([s]), q.window, q.dur)[0]:
+                    continue  # on leave (checked only for the few checked exactly)
+                total = self._exact_total(s, d, vol.radius_km, q.active, q.exp)
+                insort(top, (-total, d, vol.id, s))
+                if k is not None and len(top) >= k:
+                    del top[k:]
+                    kth = -top[-1][0]
+        return kth, considered
+
+    def _hits(
+        self, q: _Query, top: list[tuple[float, float, str, int]], considered: int, k: int | None
+    ) -> Hits:
+        slots = np.array([t[3] for t in top], dtype=np.intp)
+        dists = [t[1] for t in top]
+        values = self._figures(slots, np.array(dists), q.active, q.exp).T.tolist()
+        found = [
+            Hit(self._rec(s), d, -ns, tuple(v), c, a)
+            for (ns, d, _, s), v, c, a in zip(
+                top,
+                values,
+                self._effcap[slots].tolist(),
+                q.active[slots].tolist(),
+                strict=True,
+            )
+        ]
+        return Hits(found, considered, k is None or len(found) < k)
 
     def search(
         self,
@@ -761,33 +1092,12 @@ class VolunteerIndex:
         ordered exactly as `policy.rank` does (with the index's history of each volunteer).
         `columns` (from `load_columns(loads)`, same loads) saves converting a foreign
         `loads` mapping; the index's own `loads` need none."""
-        none = Hits([], 0, True)
-        need_skills = list(dict.fromkeys(service.required_skills))
-        if need_skills:
-            if any(self._skill_n.get(s, 0) <= 0 for s in need_skills):
-                return none
-            rarest: str | None = min(need_skills, key=lambda s: self._skill_n[s])
-        else:
-            rarest = None
-        grid = self._grids.get(rarest)
-        if grid is None:
-            return none
-        smask, s_exact, ok1 = self._skills_t.need(need_skills)
-        cmask, c_exact, ok2 = self._certs_t.need(service.required_certifications)
-        lang = request.language
-        lmask, l_exact, ok3 = self._langs_t.need([lang] if lang else [])
-        if not (ok1 and ok2 and ok3):
-            return none
-        active = columns[0] if columns is not None else self.load_columns(loads)[0]
-        exp = self._exp.get(request.service_type_id)
+        q = self._query(request, service, loads, columns)
+        if q is None:
+            return Hits([], 0, True)
         # everything not gathered yet scores at most this beyond the distance part
-        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if exp is None else _W_EXP)
-        need_s, need_c = set(need_skills), set(service.required_certifications)
+        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if q.exp is None else _W_EXP)
         rlat, rlon = request.location.lat, request.location.lon
-        lat0, lon0 = math.radians(rlat), math.radians(rlon)
-        cos0 = math.cos(lat0)
-        window, dur = request.window, service.default_duration_min
-        recs = self._recs
         top: list[tuple[float, float, str, int]] = []
         kth = -math.inf  # the k-th best exact score once k are known
         considered = 0
@@ -796,75 +1106,28 @@ class VolunteerIndex:
         # reachable volunteers gathered by earlier rounds but beyond their ratio: slot, d/r
         carry_pos = np.zeros(0, dtype=np.intp)
         carry_ratio = np.zeros(0)
+        unit = _unit(rlat, rlon)
         while True:
-            parts = self._gather(grid, rlat, rlon, hi, seen)
-            if parts:
-                pos = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                # the cheap integer checks first, the trigonometry on what is left
-                m = active[pos] < self._effcap[pos]
-                if smask:
-                    m &= (self._skills[pos] & smask) == smask
-                if cmask:
-                    m &= (self._certs[pos] & cmask) == cmask
-                if lmask:
-                    m &= (self._langs[pos] & lmask) != 0
-                pos = pos[m]
-                pos = pos[self._covers.ok(self._sched[pos], window, dur)]
-                h = np.sin((self._lat[pos] - lat0) * 0.5) ** 2 + cos0 * self._coslat[pos] * (
-                    np.sin((self._lon[pos] - lon0) * 0.5) ** 2
-                )
-                ratio = (2 * EARTH_RADIUS_KM) * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-                ratio /= self._radius[pos]
-                inside = ratio <= 1.0 + 1e-9
-                pos, ratio = pos[inside], ratio[inside]
+            gathered = self._gather(q.grid, rlat, rlon, hi, seen)
+            if gathered is not None:
+                pos = self._eligible_but_distance(q, gathered)
+                at, ratio = self._within_radius(pos, unit)
+                pos = pos[at]
                 if len(carry_pos):
                     pos = np.concatenate((carry_pos, pos))
                     ratio = np.concatenate((carry_ratio, ratio))
             else:
                 pos, ratio = carry_pos, carry_ratio
-            now = ratio <= (hi if hi < 1.0 else 1.0 + 1e-9)
-            carry_pos, carry_ratio = pos[~now], ratio[~now]
-            pos, ratio = pos[now], ratio[now]
+            if hi < 1.0:
+                now = ratio <= hi
+                carry_pos, carry_ratio = pos[~now], ratio[~now]
+                pos, ratio = pos[now], ratio[now]
             if len(pos):
-                parts_ = self._parts(pos, active, exp)
-                bound = _DIST_W * np.maximum(0.0, 1.0 - ratio) + parts_.sum(axis=0)
-                order = np.argsort(-bound, kind="stable")
-                for at in range(0, len(order), _CHUNK):
-                    chunk = order[at : at + _CHUNK]
-                    rows = zip(
-                        pos[chunk].tolist(),
-                        bound[chunk].tolist(),
-                        parts_[:, chunk].T.tolist(),
-                        strict=True,
-                    )
-                    for s, b, rest in rows:
-                        if b + _EPS < kth:
-                            break  # the rest of this round is sorted below the k-th best
-                        considered += 1
-                        vol = recs[s]
-                        assert vol is not None
-                        d = haversine_km(rlat, rlon, vol.home.lat, vol.home.lon)
-                        if d > vol.radius_km:
-                            continue
-                        if not s_exact and not need_s <= set(vol.skills):
-                            continue
-                        if not c_exact and not need_c <= set(vol.certifications):
-                            continue
-                        if not l_exact and lang not in vol.languages:
-                            continue
-                        if vol.unavailable and self._away(np.array([s]), window, dur)[0]:
-                            continue  # on leave (checked only for the few checked exactly)
-                        # `policy.total_of`: the contributions added in `WEIGHTS` order
-                        total = round4(max(0.0, 1.0 - d / vol.radius_km) * _DIST_W)
-                        for p in rest:
-                            total += p
-                        insort(top, (-round4(total), d, vol.id, s))
-                        if k is not None and len(top) >= k:
-                            del top[k:]
-                            kth = -top[-1][0]
-                    else:
-                        continue
-                    break
+                bound = np.maximum(0.0, 1.0 - ratio)
+                bound *= _DIST_W
+                bound += self._rest_bound(q, pos)
+                kth, n = self._exact_pass(q, rlat, rlon, pos, bound, top, k, kth)
+                considered += n
             if hi >= 1.0:
                 break
             # everything not gathered yet has d/r > hi: its bound is below this
@@ -875,20 +1138,65 @@ class VolunteerIndex:
             else:
                 hi *= 4
             hi = 1.0 if hi > 0.7 else hi
-        slots = np.array([t[3] for t in top], dtype=np.intp)
-        dists = [t[1] for t in top]
-        values = self._figures(slots, np.array(dists), active, exp).T.tolist()
-        found = [
-            Hit(self._rec(s), d, -ns, tuple(v), c, a)
-            for (ns, d, _, s), v, c, a in zip(
-                top,
-                values,
-                self._effcap[slots].tolist(),
-                active[slots].tolist(),
-                strict=True,
-            )
-        ]
-        return Hits(found, considered, k is None or len(found) < k)
+        return self._hits(q, top, considered, k)
+
+    def _squared_chords(self, pos: np.ndarray, unit: tuple[float, float, float]) -> np.ndarray:
+        """Squared chords from the point (as a unit vector) to the slots' homes."""
+        x0, y0, z0 = unit
+        c = self._x[pos] - x0
+        c2: np.ndarray = c * c
+        c = self._y[pos] - y0
+        c2 += c * c
+        c = self._z[pos] - z0
+        c2 += c * c
+        return c2
+
+    def _within_radius(
+        self, pos: np.ndarray, unit: tuple[float, float, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where in `pos` the slots are whose radius may reach the point, and their d/r.
+        Squared chords against the radius' (no trigonometry) with a margin: the exact
+        haversine decides later."""
+        c2 = self._squared_chords(pos, unit)
+        at = np.flatnonzero(c2 <= self._chord2[pos] * (1 + 1e-8) + 1e-18)
+        ratio = np.sqrt(c2[at])
+        ratio *= 0.5
+        np.arcsin(np.minimum(1.0, ratio, out=ratio), out=ratio)
+        ratio *= 2 * EARTH_RADIUS_KM
+        ratio /= self._radius[pos[at]]
+        return at, ratio
+
+    def pool(
+        self,
+        request: RequestPosted,
+        service: ServiceTypeRecord,
+        loads: Mapping[str, Load],
+        columns: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Pool | None:
+        """Everyone meeting the request's conditions but distance and leave, for many
+        requests sharing its service type, window and language (a batch): `search_pool`
+        then looks only at distances. None when nobody can be eligible."""
+        q = self._query(request, service, loads, columns)
+        if q is None:
+            return None
+        _, slots = q.grid.arrays()
+        pos = self._eligible_but_distance(q, slots)
+        return Pool(q, pos, self._rest_bound(q, pos))
+
+    def search_pool(self, pool: Pool, request: RequestPosted, k: int | None) -> Hits:
+        """`search` of a request sharing the pool's service type, window and language: the
+        same hits, found in one pass over the pool."""
+        rlat, rlon = request.location.lat, request.location.lon
+        at, ratio = self._within_radius(pool.pos, _unit(rlat, rlon))
+        top: list[tuple[float, float, str, int]] = []
+        considered = 0
+        if len(at):
+            pos = pool.pos[at]
+            bound = np.maximum(0.0, 1.0 - ratio)
+            bound *= _DIST_W
+            bound += pool.rest[at]
+            _, considered = self._exact_pass(pool.query, rlat, rlon, pos, bound, top, k, -math.inf)
+        return self._hits(pool.query, top, considered, k)
 
     def best(
         self,

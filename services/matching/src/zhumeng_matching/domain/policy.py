@@ -160,13 +160,28 @@ def total_of(values: tuple[float, ...] | list[float]) -> float:
     return round4(total)
 
 
-def explain(values: tuple[float, ...] | list[float]) -> tuple[float, tuple[ScorePart, ...]]:
-    # computed floats need no validation (this runs for every candidate returned)
-    parts = tuple(
-        ScorePart.model_construct(
-            criterion=k, value=round4(v), weight=w, contribution=round4(v * w)
+# ScorePart is frozen: equal parts are shared, since building one (even unvalidated) costs
+# more than the rest of explaining a candidate. Bounded: 4-decimal figures repeat a lot.
+_PARTS: dict[tuple[int, float, float], ScorePart] = {}
+_PARTS_MAX = 1 << 16
+
+
+def _part(i: int, value: float, contribution: float) -> ScorePart:
+    key = (i, value, contribution)
+    part = _PARTS.get(key)
+    if part is None:
+        if len(_PARTS) >= _PARTS_MAX:
+            _PARTS.clear()
+        # computed floats need no validation
+        part = _PARTS[key] = ScorePart.model_construct(
+            criterion=CRITERIA[i], value=value, weight=_W[i], contribution=contribution
         )
-        for k, v, w in zip(CRITERIA, values, _W, strict=True)
+    return part
+
+
+def explain(values: tuple[float, ...] | list[float]) -> tuple[float, tuple[ScorePart, ...]]:
+    parts = tuple(
+        _part(i, round4(v), round4(v * w)) for i, (v, w) in enumerate(zip(values, _W, strict=True))
     )
     return total_of(values), parts
 
