@@ -4,9 +4,10 @@ database. Prints figures; asserts nothing.
 
 * **notify**: the real service (`python -m zhumeng_notify`, a process of its own) on a local
   Kafka broker and document server started here (`zhumeng_devstack.testing.running_infra`),
-  with only the log channel and quiet hours off. The bench publishes N `RequestUnmatched`
-  events to `matching.events.v1` (their requester contacts were published before notify
-  started), each due one notification. *Publish time* is taken just before each send; the
+  with only the log channel (in-app off; `--channel inapp` measures in-app instead) and
+  quiet hours off. The bench publishes N `RequestUnmatched` events to `matching.events.v1`
+  (their requester contacts were published before notify started), each due one
+  notification. *Publish time* is taken just before each send; the
   *delivery time* is the `delivered_at` notify stamps when it records the delivery as sent
   (the same clock: one machine), read from `notify.events.v1` by a plain consumer positioned
   at the end of the topic before the run.
@@ -246,13 +247,16 @@ async def seed(bootstrap: str, request_ids: list[str]) -> None:
     await produce(bootstrap, items)
 
 
-def start_notify(infra: Infra, data: Path, batch: int) -> ServiceProcess:
+def start_notify(infra: Infra, data: Path, batch: int, channel: str) -> ServiceProcess:
     port = free_port()
     env = service_env(
         infra,
         port,
         "bench",
         ZHUMENG_NOTIFY_QUIET_HOURS="off",
+        # the residents have a phone but no SMS provider is configured: in-app, if enabled,
+        # comes before the log channel
+        ZHUMENG_INAPP_ENABLED=str(channel == "inapp").lower(),
         ZHUMENG_NOTIFY_BATCH_MAX_RECORDS=str(batch),
         ZHUMENG_RELAY_POLL_MS="200",
     )
@@ -269,7 +273,7 @@ async def measure(infra: Infra, data: Path, args: argparse.Namespace) -> list[Ru
     log(f"· seeding {sum(len(x) for x in ids)} requester contacts")
     await seed(bootstrap, [rid for run in ids for rid in run])
     log("· starting notify")
-    svc = await asyncio.to_thread(start_notify, infra, data, args.batch)
+    svc = await asyncio.to_thread(start_notify, infra, data, args.batch, args.channel)
     runs: list[Run] = []
     try:
         log("· warm-up (not measured)")
@@ -296,12 +300,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--events", type=int, default=5000, help="events per run (default 5000)")
     ap.add_argument("--runs", type=int, default=3, help="notify + floor run pairs (default 3)")
     ap.add_argument("--batch", type=int, default=500, help="notify's max records per poll")
+    ap.add_argument(
+        "--channel",
+        choices=("log", "inapp"),
+        default="log",
+        help="the channel notify delivers on (default log)",
+    )
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait per run")
     ap.add_argument("--keep-data", action="store_true", help="keep the data dir and logs")
     args = ap.parse_args(argv)
     print(f"machine (start): nproc={os.cpu_count()} load average {os.getloadavg()}")
     print(
-        f"N={args.events} events per run, R={args.runs} runs, log channel; latency: "
+        f"N={args.events} events per run, R={args.runs} runs, {args.channel} channel; latency: "
         "event publish -> delivery recorded"
     )
     data = Path(tempfile.mkdtemp(prefix="notify-bench-"))
