@@ -68,9 +68,8 @@ async def records_since(
                 (tp.topic, tp.partition): int(o)
                 for tp, o in (await consumer.end_offsets(parts)).items()
             }
-        starts = await consumer.offsets_for_times(
-            {tp: int(since.timestamp() * 1000) for tp in parts}
-        )
+        since_ms = int(since.timestamp() * 1000)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in parts})
         todo: dict[TopicPartition, int] = {}
         for tp in parts:
             start, end = starts.get(tp), until.get((tp.topic, tp.partition), 0)
@@ -81,7 +80,10 @@ async def records_since(
             batches = await consumer.getmany(*todo, timeout_ms=1000)
             for tp, records in batches.items():
                 for record in records:
-                    if record.offset < todo.get(tp, 0):
+                    # Timestamps are the producers' clocks (CreateTime), not monotonic within a
+                    # partition: the time index gives the first offset stamped at or after
+                    # `since`; earlier-stamped records after it are skipped here.
+                    if record.offset < todo.get(tp, 0) and record.timestamp >= since_ms:
                         yield record
             for tp in list(todo):
                 if await consumer.position(tp) >= todo[tp]:

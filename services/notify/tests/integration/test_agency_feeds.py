@@ -202,7 +202,16 @@ async def test_an_agency_follows_a_request_through_its_lifecycle(
             again = events_of(longxun, request_id, replayed=True)
             return again if len(again) >= len(expected) else None
 
-        again = await eventually(replayed, within=120, what="the replayed events")
+        try:
+            again = await eventually(replayed, within=240, what="the replayed events")
+        except AssertionError as exc:  # say where the replay stands
+            page = await notify.get(f"/v1/subscriptions/{sub_id}/deliveries", headers=AGENCY)
+            states = [
+                (d.get("replay_id"), d.get("status"), d.get("attempts"))
+                for d in page.json()["items"]
+                if d["request_id"] == request_id
+            ]
+            raise AssertionError(f"{exc}; deliveries of this request: {states}") from None
         assert sorted(e["id"] for e in again) == sorted(e["id"] for e in got)
         assert {
             r.headers["zhumeng-replay-id"]
