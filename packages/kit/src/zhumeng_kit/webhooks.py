@@ -145,9 +145,16 @@ def verify(
     if seen_ids is not None:
         key = f"{msg_id}.{timestamp}"
         if key in seen_ids:
-            raise WebhookVerificationError("replayed message")
+            raise ReplayedMessage("replayed message")
         seen_ids.add(key)
     return msg_id
+
+
+class ReplayedMessage(WebhookVerificationError):
+    """A validly signed message whose id and timestamp were seen before. Two genuine sends of
+    one event within the same second (a live delivery and a replay, or a retry) look the same,
+    so answer it 2xx without processing it again (dedupe by `webhook-id`): a 4xx would make
+    the sender give the delivery up."""
 
 
 @dataclass
@@ -157,6 +164,7 @@ class Received:
     at: float  # wall clock (time.time()) when it arrived
     status: int  # what the receiver answered
     error: str | None  # why verification failed, if it did
+    duplicate: bool = False  # a replayed (id, timestamp), acknowledged without processing
 
 
 class WebhookReceiver:
@@ -218,6 +226,9 @@ class WebhookReceiver:
         try:
             verify(headers, body, self.secret, self._tolerance, self.seen)
             received.status = self._answer(received)
+        except ReplayedMessage:
+            received.status = 200  # already had it: acknowledged, not processed again
+            received.duplicate = True
         except WebhookVerificationError as exc:
             received.error = str(exc)
         self.received.append(received)
