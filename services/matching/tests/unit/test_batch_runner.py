@@ -56,11 +56,11 @@ class Decisions:
         doc["outbox"] += entries
         return True
 
-    async def waiting(self, state: str, service_type_id: str | None = None) -> list[Doc]:
+    async def unfilled(self, state: str, service_type_id: str) -> list[Doc]:
         return [
             d
             for _, d in sorted(self.docs.items())
-            if d["state"] == state and d["lifecycle"]["state"] == "matching"
+            if d["state"] == state and d["lifecycle"]["state"] in ("matching", "partially_assigned")
         ]
 
 
@@ -126,7 +126,7 @@ async def test_a_pair_whose_capacity_went_elsewhere_waits_for_the_next_window() 
     assert record["requests"] == ["req_a", "req_b"]
     assert record["batch_assigned"] == 2 and record["greedy_assigned"] == 2
     assert record["batch_cost"] <= record["greedy_cost"]
-    assert record["assigned"] == [{"request_id": "req_b", "volunteer_id": "v_far"}]
+    assert record["assigned"] == [{"request_id": "req_b", "volunteer_id": "v_far", "slot": 1}]
     assert record["skipped"] == ["req_a"]  # v_near's unit was taken meanwhile
     a, b = decisions.docs["req_a"], decisions.docs["req_b"]
     assert a["lifecycle"]["state"] == "matching" and a["outbox"] == []  # still pending
