@@ -158,6 +158,7 @@ class BatchRunner:
                 )
             except (Conflict, NotFound):
                 skipped.append(pair.request_id)  # its slot stays open for the next window
+                await self._keep_hold(pair.request_id, vol.id, vol.capacity)
                 continue
             slot = next(a.slot for a in match.live_assignments if a.volunteer_id == vol.id)
             assigned.append(
@@ -194,6 +195,17 @@ class BatchRunner:
         if len(assigned) < open_slots:
             await self.arm(service_type_id)  # the rest waits for the next window
         return record
+
+    async def _keep_hold(self, request_id: str, volunteer_id: str, capacity: int) -> None:
+        """Two runs of one window (a lease that ran out while the first still ran) may pick
+        the same pair. The capacity hold is one per (volunteer, request), so the losing run's
+        `apply_holding` may have given back the winner's: the winner's assignment keeps it."""
+        try:
+            match = await self._lifecycle.apply(request_id, lambda m: (m, []))  # a read
+        except NotFound:
+            return
+        if volunteer_id in {a.volunteer_id for a in match.live_assignments}:
+            await self._loads.reserve(volunteer_id, request_id, capacity)
 
 
 def _assign(
