@@ -40,7 +40,9 @@ How 2,000 requests x 20,000 volunteers stays fast:
   node is matched once), so it stays exact: no post-check and no re-solve. Weights: row->in
   `1.5 - s0`, out->in `0.5`, out->unit k `1 + s0 - sk`; a used gate then costs `2 - sk` more
   than an unused one, exactly the `1 + cost` of a direct edge, and a unit taken by an unused
-  gate (`>= 1` instead of `0.5`) never pays. Single-slot requests keep their direct edges.
+  gate (`>= 1` instead of `0.5`) never pays. Single-slot requests keep their direct edges,
+  and so do volunteers with one unit (they cannot take two slots of anything): gates only
+  where they are needed keep the solver's graph small.
 * **Everyone gets an answer.** Each row also has its own "unassigned" column with a penalty
   larger than any possible saving (`rows + 3` against effective edge weights in [1, 2]). The
   solver then maximises the number of filled slots first and minimises the cost second.
@@ -387,8 +389,10 @@ def cost_matrix(
 def _gate_edges(
     cands: _Candidates, g: _Graph, r_idx: list[int], c_idx: list[int], vals: list[float]
 ) -> list[str]:
-    """Append the gates of every request with several open rows (see the module's doc):
-    gate q is column `units + q` (in) and row `rows + q` (out). Returns each gate's
+    """Append the edges of every request with several open rows: through a gate (see the
+    module's doc; gate q is column `units + q`, in, and row `rows + q`, out) to a volunteer
+    with two units or more; directly to a volunteer with one unit, who cannot take two slots
+    anyway (most volunteers: newcomers, or listed by one request). Returns each gate's
     volunteer."""
     n_rows, n_units = len(cands.rows), len(g.columns)
     gates: list[str] = []
@@ -399,6 +403,11 @@ def _gate_edges(
         for row in mine:
             for o in g.per_demand[cands.rows[row].demand]:
                 vid = o.vol.id
+                if g.units[vid] == 1:
+                    r_idx.append(row)
+                    c_idx.append(g.first[vid])
+                    vals.append(2.0 - o.score)
+                    continue
                 q = gate_of.get(vid)
                 if q is None:
                     q = gate_of[vid] = len(gates)
