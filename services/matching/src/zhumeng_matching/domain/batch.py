@@ -225,8 +225,12 @@ class _Candidates:
         if hits is None or not (
             hits.complete or (asked is not None and searched is not None and asked <= searched)
         ):
-            first = self._first_want
-            k = None if asked is None or first is None else max(asked, first)
+            first = self._first_want  # and a candidate more per extra row of the demand
+            k = (
+                None
+                if asked is None or first is None
+                else max(asked, first + self.demand_rows[j] - 1)
+            )
             hits = self._found[j] = self._search(j, k)
             self._want[j] = k
         found = hits.found
