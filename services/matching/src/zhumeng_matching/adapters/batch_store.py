@@ -36,6 +36,16 @@ class PendingDecisions:
             query["posted.service_type_id"] = service_type_id
         return await self._coll.find(query, {"outbox": 0}).sort("_id", ASCENDING).to_list()
 
+    async def unfilled(self, state: str, service_type_id: str) -> list[Doc]:
+        """Requests in the given decision state with a slot still open (none filled yet, or
+        some: partially assigned), oldest first."""
+        query: dict[str, Any] = {
+            "state": state,
+            "lifecycle.state": {"$in": OPEN_STATES},
+            "posted.service_type_id": service_type_id,
+        }
+        return await self._coll.find(query, {"outbox": 0}).sort("_id", ASCENDING).to_list()
+
     async def open_to_teams(self, township_id: str | None, limit: int) -> list[Doc]:
         query: dict[str, Any] = {
             "lifecycle.mode": {"$in": ["team", "open_claim"]},

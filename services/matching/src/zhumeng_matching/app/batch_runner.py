@@ -1,5 +1,5 @@
-"""Batch mode for routine requests (DESIGN §6): posted requests of a batch-mode service type
-wait in a pool; every window one min-cost assignment over them and their eligible volunteers
+"""Batch mode for routine requests: posted requests of a batch-mode service type wait in a
+pool; every window one min-cost assignment over their open slots and the eligible volunteers
 (`domain.batch.assign_batch`) decides, and greedy on the same data is computed beside it.
 
 * **The window.** The first request of a service type that finds no open window opens one
@@ -8,17 +8,19 @@ wait in a pool; every window one min-cost assignment over them and their eligibl
   timer is leased by one replica at a time, so a window runs once however many replicas
   there are (ADR 0010).
 * **The run** closes the window first (a request posted from then on opens the next), reads
-  the pending requests, runs batch and greedy on one snapshot of the loads, and assigns the
-  batch's pairs one by one: the volunteer's capacity with the guarded update, then the
-  request's match with its compare-and-set (`VolunteerAssigned(mode="batch")`). A pair that
-  loses either (capacity taken meanwhile, request cancelled) is skipped; the request stays
-  pending and a next window is armed while any request is still pending.
-* **Idempotent**: a run repeated after a crash finds the requests it already assigned no
-  longer pending; the run's record (one document per window) is overwritten and counts
-  its executions.
-
-Multi-slot requests of a batch-mode service are assigned directly when posted: the solver
-assigns one volunteer per request.
+  the pending requests with a slot still open (none filled yet, or partially assigned by an
+  earlier window), turns each into one row per open slot (with its role, when the service
+  type has slot roles; who serves the request already is not eligible again), runs batch
+  and greedy on one snapshot of the loads, and assigns the batch's pairs one by one: the
+  volunteer's capacity with the guarded update, then the request's match with its
+  compare-and-set (`VolunteerAssigned(mode="batch")`), which takes the lowest free slot of
+  the pair's role. A pair that loses either (capacity taken meanwhile, request cancelled,
+  slot filled by another run) is skipped; the request stays pending (partially assigned if
+  some of its slots were filled) and a next window is armed while any slot is still open.
+* **Idempotent**: a run repeated after a crash finds the slots it already filled no longer
+  open, and the match's compare-and-set never puts one volunteer on two slots of a request
+  nor more volunteers than slots; the run's record (one document per window) is overwritten
+  and counts its executions.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ from zhumeng_kit.views import View
 
 from ..adapters.batch_store import MongoBatchStore, PendingDecisions
 from ..domain import lifecycle as lc
-from ..domain.batch import assign_batch, assign_greedy
+from ..domain.batch import Opening, assign_batch, assign_greedy
 from ..domain.index import VolunteerIndex
 from ..domain.policy import Candidate
-from .lifecycle_service import LifecycleService, Transition
+from ..domain.teams import Role, roles_by_slot
+from .lifecycle_service import LifecycleService, Transition, assign_in_roles, decode
 from .ports import Doc, LoadStore, Timers
 
 BATCH_STATE = "batching"  # the decision document's state while a request waits for a window
@@ -80,7 +83,7 @@ class BatchRunner:
     # ---- the matcher's hook for batch-mode requests -----------------------------------------
 
     def takes(self, request: RequestPosted) -> bool:
-        return request.slots == 1
+        return True  # any number of slots: one row per open slot in the window's run
 
     async def opened(self, request: RequestPosted) -> None:
         await self.arm(request.service_type_id)
@@ -112,13 +115,21 @@ class BatchRunner:
         started = self._clock()
         await self._store.close_window(service_type_id, window_no)
         service = self._service_types.get(service_type_id)
-        docs = await self._pending.waiting(BATCH_STATE, service_type_id)
-        requests = [
-            r
-            for r in (RequestPosted.model_validate(d["posted"]) for d in docs)
-            if r.window.end > started and r.slots == 1
-        ]
+        roles = roles_by_slot(service) if service is not None else ()
+        requests: list[RequestPosted] = []
+        openings: dict[str, Opening] = {}
+        for d in await self._pending.unfilled(BATCH_STATE, service_type_id):
+            r = RequestPosted.model_validate(d["posted"])
+            match = lc.with_roles(decode(d["lifecycle"]), roles)
+            if r.window.end <= started or not match.free_slots:
+                continue
+            requests.append(r)
+            openings[r.request_id] = Opening(
+                tuple((s, match.role_of(s)) for s in match.free_slots),
+                frozenset(a.volunteer_id for a in match.assignments),  # served or tried it
+            )
         run_id = f"{service_type_id}:{window_no}"
+        open_slots = sum(len(o.slots) for o in openings.values())
         if service is None or not requests:
             record: Doc = {"service_type_id": service_type_id, "window_no": window_no}
             record |= {"started_at": started, "requests": [r.request_id for r in requests]}
@@ -128,9 +139,9 @@ class BatchRunner:
         loads = dict(self._loads.cached())
         services = {service.id: service}
         t0 = time.perf_counter()
-        batch = assign_batch(requests, services, self._index, loads)
+        batch = assign_batch(requests, services, self._index, loads, openings=openings)
         t1 = time.perf_counter()
-        greedy = assign_greedy(requests, services, self._index, loads)
+        greedy = assign_greedy(requests, services, self._index, loads, openings=openings)
         t2 = time.perf_counter()
         assigned: list[Doc] = []
         skipped: list[str] = []
@@ -140,22 +151,27 @@ class BatchRunner:
                 skipped.append(pair.request_id)
                 continue
             candidate = Candidate(vol, pair.distance_km, pair.score, pair.parts)
+            transition = _assign(candidate, self._clock(), len(requests), roles, pair.role)
             try:
-                await self._lifecycle.apply_holding(
-                    pair.request_id,
-                    [(vol.id, vol.capacity)],
-                    _assign(candidate, self._clock(), len(requests)),
+                match = await self._lifecycle.apply_holding(
+                    pair.request_id, [(vol.id, vol.capacity)], transition
                 )
             except (Conflict, NotFound):
-                skipped.append(pair.request_id)  # stays pending for the next window
+                skipped.append(pair.request_id)  # its slot stays open for the next window
+                await self._keep_hold(pair.request_id, vol.id, vol.capacity)
                 continue
-            assigned.append({"request_id": pair.request_id, "volunteer_id": vol.id})
+            slot = next(a.slot for a in match.live_assignments if a.volunteer_id == vol.id)
+            assigned.append(
+                {"request_id": pair.request_id, "volunteer_id": vol.id, "slot": slot}
+                | ({"role": pair.role} if pair.role else {})
+            )
         record = {
             "service_type_id": service_type_id,
             "window_no": window_no,
             "started_at": started,
             "finished_at": self._clock(),
             "requests": [r.request_id for r in requests],
+            "open_slots": open_slots,
             "assigned": assigned,
             "skipped": skipped,
             "unassigned": batch.unassigned,
@@ -168,20 +184,39 @@ class BatchRunner:
         }
         await self._store.record_run(run_id, record)
         log.info(
-            "batch %s: %d requests, %d assigned, cost %.4f (greedy %.4f)",
+            "batch %s: %d requests, %d open slots, %d assigned, cost %.4f (greedy %.4f)",
             run_id,
             len(requests),
+            open_slots,
             len(assigned),
             batch.total_cost,
             greedy.total_cost,
         )
-        if len(assigned) < len(requests):
+        if len(assigned) < open_slots:
             await self.arm(service_type_id)  # the rest waits for the next window
         return record
 
+    async def _keep_hold(self, request_id: str, volunteer_id: str, capacity: int) -> None:
+        """Two runs of one window (a lease that ran out while the first still ran) may pick
+        the same pair. The capacity hold is one per (volunteer, request), so the losing run's
+        `apply_holding` may have given back the winner's: the winner's assignment keeps it."""
+        try:
+            match = await self._lifecycle.apply(request_id, lambda m: (m, []))  # a read
+        except NotFound:
+            return
+        if volunteer_id in {a.volunteer_id for a in match.live_assignments}:
+            await self._loads.reserve(volunteer_id, request_id, capacity)
 
-def _assign(candidate: Candidate, now: datetime, considered: int) -> Transition:
+
+def _assign(
+    candidate: Candidate, now: datetime, considered: int, roles: tuple[str, ...], role: Role
+) -> Transition:
+    """The pair's slot: the lowest free one of its role (roles pinned on the match first);
+    without roles, the lowest free one."""
+
     def transition(match: lc.Match) -> lc.Result:
-        return lc.assign(match, candidate, now, considered)
+        match = lc.with_roles(match, roles)
+        allowed = frozenset({role}) if match.slot_roles else None
+        return assign_in_roles(match, candidate, now, considered, allowed)
 
     return transition

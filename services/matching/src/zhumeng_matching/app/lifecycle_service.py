@@ -22,6 +22,7 @@ from zhumeng_contracts.events import (
     RequestCancelled,
     RequestPosted,
     ServiceTypeRecord,
+    VolunteerAssigned,
 )
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.outbox import outbox_entry
@@ -189,12 +190,48 @@ class LifecycleService:
     async def assign_by_coordinator(
         self, who: Principal, request_id: str, volunteer_id: str
     ) -> lc.Match:
+        """A coordinator puts a volunteer on a free slot. With slot roles, the lowest free slot
+        of a role whose requirements the volunteer holds: none such role -> 422
+        `ineligible`; their roles' slots all taken -> 409 `no_slot`."""
         doc = await self._decisions.get(request_id)
         if doc is None:
             raise NotFound(f"no match for request {request_id!r}")
         if who.township and not who.has("admin") and doc.get("township_id") != who.township:
             raise NotFound(f"no match for request {request_id!r}")  # not in their township
-        return await self._take(request_id, volunteer_id, lc.assign)
+        roles = self._coordinator_roles(doc, volunteer_id)
+        if roles is None:
+            return await self._take(request_id, volunteer_id, lc.assign)
+        pinned, allowed = roles
+        if not allowed:
+            raise Unprocessable(
+                f"{volunteer_id} lacks the skills or certifications of every role of this request",
+                code="ineligible",
+            )
+
+        def command(m: lc.Match, c: Candidate, now: datetime) -> lc.Result:
+            return assign_in_roles(lc.with_roles(m, pinned), c, now, 1, allowed)
+
+        return await self._take(request_id, volunteer_id, command)
+
+    def _coordinator_roles(
+        self, doc: dict[str, Any], volunteer_id: str
+    ) -> tuple[tuple[str, ...], teams.Roles] | None:
+        """For a request with slot roles (pinned on its match, or its service type's): the
+        role of each slot and the roles whose skills and certifications the volunteer holds
+        (`teams.qualified_roles`; distance, availability and the like stay the
+        coordinator's call, as for requests without roles). None without roles."""
+        vol = self._index.get(volunteer_id)
+        if vol is None or "posted" not in doc or "lifecycle" not in doc:
+            return None
+        request = RequestPosted.model_validate(doc["posted"])
+        service = self._service_types.get(request.service_type_id)
+        if service is None:
+            return None
+        pinned = tuple(doc["lifecycle"].get("slot_roles") or ()) or teams.roles_by_slot(service)
+        if not pinned:
+            return None
+        services = teams.services_by_role(service, request.slots)
+        return pinned, teams.qualified_roles(vol, services)
 
     async def _take(
         self,
@@ -479,7 +516,18 @@ class LifecycleService:
         if doc is None or not in_scope(who, doc):
             raise NotFound(f"no match for request {request_id!r}")
 
+        roles = self._coordinator_roles(doc, volunteer_id)
+
         def command(m: lc.Match, c: Candidate, now: datetime) -> lc.Result:
+            if roles is not None:  # the slot keeps its role: the newcomer must fit it
+                m = lc.with_roles(m, roles[0])
+                a = next((x for x in m.live_assignments if x.assignment_id == assignment_id), None)
+                if a is not None and m.role_of(a.slot) not in roles[1]:
+                    raise Unprocessable(
+                        f"{volunteer_id} lacks the skills or certifications of the slot's role "
+                        f"{m.role_of(a.slot)!r}",
+                        code="ineligible",
+                    )
             return lc.reassign(m, assignment_id, c, now)
 
         return await self._take(request_id, volunteer_id, command)
@@ -530,6 +578,25 @@ def problem_of(exc: lc.LifecycleError) -> Exception:
     if exc.code in ("wrong_code", "too_early"):
         return Unprocessable(str(exc), code=exc.code)
     return Conflict(str(exc), code=exc.code)
+
+
+def assign_in_roles(
+    match: lc.Match, c: Candidate, now: datetime, considered: int, allowed: teams.Roles | None
+) -> lc.Result:
+    """`lc.assign`, into the lowest free slot of a role in `allowed` (any free slot when None).
+    `lc.claim` is the transition that chooses a slot by role; it wants the volunteer invited,
+    so the invitation is lent for the call and not kept."""
+    if allowed is None:
+        return lc.assign(match, c, now, considered)
+    lent = replace(match, invited=match.invited | {c.volunteer.id})
+    after, events = lc.claim(lent, c, now, allowed)
+    events = [
+        e.model_copy(update={"candidates_considered": max(1, considered)})
+        if isinstance(e, VolunteerAssigned)
+        else e
+        for e in events
+    ]
+    return replace(after, invited=match.invited), events
 
 
 def _assign_to(candidate: Candidate, now: datetime, considered: int) -> Transition:

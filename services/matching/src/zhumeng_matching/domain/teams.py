@@ -100,6 +100,17 @@ def role_reasons(
     }
 
 
+def qualified_roles(vol: VolunteerRecord, services: Mapping[Role, ServiceTypeRecord]) -> Roles:
+    """The roles whose skills and certifications the volunteer holds (a coordinator's choice:
+    the other rules of `ineligibility` are theirs to weigh)."""
+    skills, certs = set(vol.skills), set(vol.certifications)
+    return frozenset(
+        role
+        for role, svc in services.items()
+        if skills.issuperset(svc.required_skills) and certs.issuperset(svc.required_certifications)
+    )
+
+
 def eligible_roles(reasons: Mapping[Role, str | None]) -> Roles:
     return frozenset(role for role, why in reasons.items() if why is None)
 
