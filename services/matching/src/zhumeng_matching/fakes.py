@@ -3,6 +3,7 @@
 
 from typing import Any
 
+from .app.ports import Reservation
 from .domain.policy import Load
 
 
@@ -14,15 +15,15 @@ class FakeLoads:
     def cached(self) -> dict[str, Load]:
         return {k: Load(len(v), self.total.get(k, 0)) for k, v in self.active.items()}
 
-    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> Reservation:
         held = self.active.setdefault(volunteer_id, [])
         if request_id in held:
-            return True
+            return Reservation.HELD
         if len(held) >= capacity:
-            return False
+            return Reservation.FULL
         held.append(request_id)
         self.total[volunteer_id] = self.total.get(volunteer_id, 0) + 1
-        return True
+        return Reservation.TAKEN
 
     async def holders_of(self, request_id: str) -> list[str]:
         return sorted(v for v, reqs in self.active.items() if request_id in reqs)

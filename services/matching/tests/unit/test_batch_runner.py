@@ -19,6 +19,7 @@ from zhumeng_kit.problems import Conflict, Unprocessable
 from zhumeng_kit.views import View
 from zhumeng_matching.app.batch_runner import BATCH_STATE, BATCH_TIMER, BatchRunner
 from zhumeng_matching.app.lifecycle_service import LifecycleService, decode, encode
+from zhumeng_matching.app.ports import Reservation
 from zhumeng_matching.domain import lifecycle as lc
 from zhumeng_matching.domain.index import VolunteerIndex
 from zhumeng_matching.domain.policy import NEWCOMER_COMPLETIONS, VolunteerStats
@@ -52,9 +53,10 @@ class Loads(FakeLoads):
     async def warm(self) -> None:
         pass
 
-    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> Reservation:
+        await asyncio.sleep(0)  # a round trip: racing attempts interleave here too
         if volunteer_id == self.taken:
-            return False
+            return Reservation.FULL
         return await super().reserve(volunteer_id, request_id, capacity)
 
 
@@ -335,3 +337,18 @@ async def test_a_coordinator_without_roles_still_takes_the_lowest_free_slot() ->
     s.decisions.add("r", "haircut", 2)
     m = await s.lifecycle.assign_by_coordinator(COORDINATOR, "r", "v1")
     assert [(a.volunteer_id, a.slot, a.role) for a in m.live_assignments] == [("v1", 1, None)]
+
+
+async def test_a_double_tapped_assignment_keeps_its_capacity_hold() -> None:
+    """Two attempts of one pair at once share one hold: the losing one must not give back
+    the unit the winner holds (it did, when a failure released whatever it had reserved)."""
+    s = Setup(haircuts(1), service(matching_mode="batch"))
+    s.decisions.add("r", "haircut", 2)
+    results = await asyncio.gather(
+        s.lifecycle.assign_by_coordinator(COORDINATOR, "r", "v0"),
+        s.lifecycle.assign_by_coordinator(COORDINATOR, "r", "v0"),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, lc.Match) for r in results) == 1
+    assert [a.volunteer_id for a in s.match("r").live_assignments] == ["v0"]
+    assert s.loads.active["v0"] == ["r"]

@@ -7,6 +7,7 @@ import pytest
 from zhumeng_contracts.events import ServiceTypeRecord
 from zhumeng_kit.views import View
 from zhumeng_matching.app.matcher import Matcher
+from zhumeng_matching.app.ports import Reservation
 from zhumeng_matching.domain.index import VolunteerIndex
 from zhumeng_matching.domain.policy import Load, VolunteerStats, rank
 from zhumeng_matching.examples import request, service, volunteer
@@ -26,12 +27,12 @@ class RefusingLoads:
     def cached(self) -> dict[str, Load]:
         return {}
 
-    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> Reservation:
         self.attempts.append(volunteer_id)
         if volunteer_id in self.refuse:
-            return False
+            return Reservation.FULL
         self.held[request_id] = volunteer_id
-        return True
+        return Reservation.TAKEN
 
     async def holders_of(self, request_id: str) -> list[str]:
         return [self.held[request_id]] if request_id in self.held else []
@@ -84,12 +85,12 @@ class CapacityRecordingLoads(RefusingLoads):
         super().__init__(set())
         self.capacities: list[int] = []
 
-    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> Reservation:
         """The store's guard: refused at the capacity given (the cache stays empty)."""
         self.capacities.append(capacity)
         if sum(v == volunteer_id for v in self.held.values()) >= capacity:
             self.attempts.append(volunteer_id)
-            return False
+            return Reservation.FULL
         return await super().reserve(volunteer_id, request_id, capacity)
 
 

@@ -9,7 +9,7 @@ from pymongo.errors import DuplicateKeyError
 
 from zhumeng_kit.outbox import append_events, ensure_outbox_index
 
-from ..app.ports import Doc
+from ..app.ports import Doc, Reservation
 from ..app.review import HUMAN_LEVELS
 from ..domain.policy import Load
 
@@ -35,7 +35,7 @@ class MongoLoadStore:
     def cached(self) -> dict[str, Load]:
         return self._cache
 
-    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> Reservation:
         try:
             doc = await self._coll.find_one_and_update(
                 # the filter is the guard: below capacity and not already holding this request;
@@ -49,12 +49,13 @@ class MongoLoadStore:
             doc = None  # the document exists but the guard failed: full, or holds it already
         if doc is not None:
             self._cache[volunteer_id] = Load(doc["n"], doc["total"])
-            return True
+            return Reservation.TAKEN
         current = await self._coll.find_one({"_id": volunteer_id})
         if current is None:
-            return False
+            return Reservation.FULL
         self._cache[volunteer_id] = Load(current.get("n", 0), current.get("total", 0))
-        return bool(request_id in current.get("active", []))
+        held = request_id in current.get("active", [])
+        return Reservation.HELD if held else Reservation.FULL
 
     async def holders_of(self, request_id: str) -> list[str]:
         docs = await self._coll.find({"active": request_id}, {"_id": 1}).to_list()

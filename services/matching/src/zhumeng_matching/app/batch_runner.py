@@ -41,7 +41,7 @@ from ..domain.batch import Opening, assign_batch, assign_greedy
 from ..domain.index import VolunteerIndex
 from ..domain.policy import Candidate
 from ..domain.teams import Role, roles_by_slot
-from .lifecycle_service import LifecycleService, Transition, assign_in_roles, decode
+from .lifecycle_service import LifecycleService, Transition, decode
 from .ports import Doc, LoadStore, Timers
 
 BATCH_STATE = "batching"  # the decision document's state while a request waits for a window
@@ -217,6 +217,6 @@ def _assign(
     def transition(match: lc.Match) -> lc.Result:
         match = lc.with_roles(match, roles)
         allowed = frozenset({role}) if match.slot_roles else None
-        return assign_in_roles(match, candidate, now, considered, allowed)
+        return lc.assign(match, candidate, now, considered, allowed)
 
     return transition

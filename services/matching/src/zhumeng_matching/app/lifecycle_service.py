@@ -22,7 +22,6 @@ from zhumeng_contracts.events import (
     RequestCancelled,
     RequestPosted,
     ServiceTypeRecord,
-    VolunteerAssigned,
 )
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.outbox import outbox_entry
@@ -37,7 +36,7 @@ from ..domain.escalation import widened_candidates
 from ..domain.geo import haversine_km
 from ..domain.index import VolunteerIndex
 from ..domain.policy import Candidate, Load
-from .ports import DecisionStore, LoadStore, Timers
+from .ports import DecisionStore, LoadStore, Reservation, Timers
 
 SOURCE = "zhumeng/matching"
 MAX_RACES = 20
@@ -209,7 +208,7 @@ class LifecycleService:
             )
 
         def command(m: lc.Match, c: Candidate, now: datetime) -> lc.Result:
-            return assign_in_roles(lc.with_roles(m, pinned), c, now, 1, allowed)
+            return lc.assign(lc.with_roles(m, pinned), c, now, 1, allowed)
 
         return await self._take(request_id, volunteer_id, command)
 
@@ -256,16 +255,30 @@ class LifecycleService:
     ) -> lc.Match:
         """Take the volunteer's capacity, then apply the transition; if the transition fails,
         give back only what this call took (a volunteer already holding the request — a
-        repeated accept or claim — keeps it)."""
-        held_before = volunteer_id in await self._loads.holders_of(request_id)
-        if not await self._loads.reserve(volunteer_id, request_id, capacity):
+        repeated or double-tapped accept or claim — keeps it)."""
+        reservation = await self._loads.reserve(volunteer_id, request_id, capacity)
+        if not reservation:
             raise Conflict("no free capacity for another assignment", code="no_capacity")
         try:
             return await self._apply(request_id, transition)
         except Exception:
-            if not held_before:
-                await self._loads.release(volunteer_id, request_id)
+            await self._give_back(volunteer_id, request_id, reservation)
             raise
+
+    async def _give_back(
+        self, volunteer_id: str, request_id: str, reservation: Reservation
+    ) -> None:
+        """After a lost transition: release the unit only if this call took it and the
+        volunteer is not on the match anyway (a racing attempt of the same pair won with the
+        unit this call took; one hold per volunteer and request serves both)."""
+        if reservation is not Reservation.TAKEN:
+            return
+        doc = await self._decisions.get(request_id)
+        if doc is not None and "lifecycle" in doc:
+            live = decode(doc["lifecycle"]).live_assignments
+            if volunteer_id in {a.volunteer_id for a in live}:
+                return
+        await self._loads.release(volunteer_id, request_id)
 
     async def on_offer_timer(self, request_id: str) -> None:
         """An offer's time ran out: expire every due open offer, then offer the next."""
@@ -327,14 +340,15 @@ class LifecycleService:
         fresh = self._fresh(request, service, tried, len(match.free_slots) + 5)
         for candidate in fresh:
             vid = candidate.volunteer.id
-            if not await self._loads.reserve(vid, request_id, candidate.volunteer.capacity):
+            reservation = await self._loads.reserve(vid, request_id, candidate.volunteer.capacity)
+            if not reservation:
                 continue
             try:
                 return await self._apply(
                     request_id, _assign_to(candidate, datetime.now(UTC), len(fresh))
                 )
             except (Conflict, NotFound):
-                await self._loads.release(vid, request_id)  # the match changed meanwhile
+                await self._give_back(vid, request_id, reservation)  # the match changed
                 return None
         return None
 
@@ -367,18 +381,17 @@ class LifecycleService:
     ) -> lc.Match:
         """Take every volunteer's capacity (guarded updates), then apply the transition once;
         if any reservation or the transition fails, give back only what this call took."""
-        held_before = set(await self._loads.holders_of(request_id))
-        taken: list[str] = []
+        taken: list[tuple[str, Reservation]] = []
         try:
             for volunteer_id, capacity in holds:
-                if not await self._loads.reserve(volunteer_id, request_id, capacity):
+                reservation = await self._loads.reserve(volunteer_id, request_id, capacity)
+                if not reservation:
                     raise Conflict(f"{volunteer_id} has no free capacity", code="no_capacity")
-                taken.append(volunteer_id)
+                taken.append((volunteer_id, reservation))
             return await self._apply(request_id, transition)
         except Exception:
-            for volunteer_id in taken:
-                if volunteer_id not in held_before:
-                    await self._loads.release(volunteer_id, request_id)
+            for volunteer_id, reservation in taken:
+                await self._give_back(volunteer_id, request_id, reservation)
             raise
 
     # ---- the compare-and-set loop ----------------------------------------------------------
@@ -497,14 +510,15 @@ class LifecycleService:
             if not match.free_slots:
                 break
             vid = candidate.volunteer.id
-            if not await self._loads.reserve(vid, request_id, candidate.volunteer.capacity):
+            reservation = await self._loads.reserve(vid, request_id, candidate.volunteer.capacity)
+            if not reservation:
                 continue
             try:
                 match = await self._apply(
                     request_id, _assign_to(candidate, datetime.now(UTC), len(fresh))
                 )
             except (Conflict, NotFound):
-                await self._loads.release(vid, request_id)
+                await self._give_back(vid, request_id, reservation)
                 break
         return match
 
@@ -578,25 +592,6 @@ def problem_of(exc: lc.LifecycleError) -> Exception:
     if exc.code in ("wrong_code", "too_early"):
         return Unprocessable(str(exc), code=exc.code)
     return Conflict(str(exc), code=exc.code)
-
-
-def assign_in_roles(
-    match: lc.Match, c: Candidate, now: datetime, considered: int, allowed: teams.Roles | None
-) -> lc.Result:
-    """`lc.assign`, into the lowest free slot of a role in `allowed` (any free slot when None).
-    `lc.claim` is the transition that chooses a slot by role; it wants the volunteer invited,
-    so the invitation is lent for the call and not kept."""
-    if allowed is None:
-        return lc.assign(match, c, now, considered)
-    lent = replace(match, invited=match.invited | {c.volunteer.id})
-    after, events = lc.claim(lent, c, now, allowed)
-    events = [
-        e.model_copy(update={"candidates_considered": max(1, considered)})
-        if isinstance(e, VolunteerAssigned)
-        else e
-        for e in events
-    ]
-    return replace(after, invited=match.invited), events
 
 
 def _assign_to(candidate: Candidate, now: datetime, considered: int) -> Transition:

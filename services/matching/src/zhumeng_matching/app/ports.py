@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any, Protocol
 
 from ..domain.policy import Load
 
 Doc = dict[str, Any]
+
+
+class Reservation(Enum):
+    """What `LoadStore.reserve` did. Falsy only when full, so `if not await reserve(...)`
+    reads as before; only a call that TOOK the unit may give it back on failure (a HELD one
+    may be a racing attempt's — a double-tapped claim, two runs of one batch window)."""
+
+    TAKEN = "taken"  # this call took one unit of capacity
+    HELD = "held"  # the request already held one: a repeat, a racing or a crashed attempt
+    FULL = "full"
+
+    def __bool__(self) -> bool:
+        return self is not Reservation.FULL
 
 
 class LoadStore(Protocol):
@@ -17,7 +31,7 @@ class LoadStore(Protocol):
         """The last known loads (may be stale; `reserve` is the authority)."""
         ...
 
-    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> bool:
+    async def reserve(self, volunteer_id: str, request_id: str, capacity: int) -> Reservation:
         """Take one unit of capacity for this request, unless full. Idempotent per request."""
         ...
 

@@ -390,12 +390,18 @@ def claim(match: Match, c: Candidate, now: datetime, allowed: Roles | None = Non
     return _assign(match, c, free[0], len(match.invited), now)
 
 
-def assign(match: Match, c: Candidate, now: datetime, considered: int = 1) -> Result:
-    """Direct or coordinator assignment of the lowest free slot."""
+def assign(
+    match: Match, c: Candidate, now: datetime, considered: int = 1, allowed: Roles | None = None
+) -> Result:
+    """Direct, batch or coordinator assignment of the lowest free slot — with slot roles, the
+    lowest free slot of a role in `allowed` (None: any)."""
     _require_open(match)
     if not match.free_slots:
         raise LifecycleError("no_slot", "every slot is already taken")
-    return _assign(match, c, match.free_slots[0], considered, now)
+    free = match.free_slots_for(allowed)
+    if not free:
+        raise LifecycleError("no_slot", "no free slot of a role they qualify for")
+    return _assign(match, c, free[0], considered, now)
 
 
 # ---- team claims and trip pooling --------------------------------------------------------
