@@ -41,6 +41,7 @@ class ServiceRuntime:
         self._startups: list[Callable[[], Awaitable[None]]] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._after_start: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._shutdowns: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _kafka_ok(self) -> bool:
@@ -52,6 +53,10 @@ class ServiceRuntime:
     def on_startup(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run before subscribers start (index creation, waiting for views)."""
         self._startups.append(step)
+
+    def on_shutdown(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run at a graceful stop, after the background loops ended (close HTTP clients)."""
+        self._shutdowns.append(step)
 
     def in_background(
         self, loop: Callable[[], Coroutine[Any, Any, None]], *, once_started: bool = False
@@ -133,6 +138,11 @@ class ServiceRuntime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for step in self._shutdowns:
+            try:
+                await step()
+            except Exception:  # one failing step must not keep the others from running
+                log.exception("shutdown step %s failed", step)
         await self.broker.stop()
         await self.mongo.close()
 
