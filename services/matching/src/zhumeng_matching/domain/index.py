@@ -3,13 +3,13 @@ decision looks only at the few volunteers that could be its best candidates (DES
 
 Layout (all incremental: `put`, `remove`, `on_change` keep it current):
 
-* Every volunteer has a *slot*: a row in numpy columns (home lat/lon in radians, cos lat, unit
-  vector, radius and its squared chord, capacity, bit masks of skills/certifications/
-  languages, schedule id, 0.1° cell, the span of its schedule exceptions, its load — mirrored
-  from `loads`, the `LoadTable` the service uses as its load cache — and its history from
-  `set_stats`: effective capacity, completions, recent hours, stars, completions per service
-  type, and the rounded contributions that depend on neither request nor load). Removed
-  slots are reused. Scoring reads only these columns: no per-candidate dict lookup.
+* Every volunteer has a *slot*: a row in numpy columns (home as a unit vector, radius and
+  its squared chord, bit masks of skills/certifications/languages, schedule id, 0.1° cell,
+  the span of its schedule exceptions, its load — mirrored from `loads`, the `LoadTable`
+  the service uses as its load cache — and its history from `set_stats`: effective
+  capacity, completions, recent hours, stars, completions per service type, and the
+  rounded contributions that depend on neither request nor load). Removed slots are
+  reused. Scoring reads only these columns: no per-candidate dict lookup.
 * Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
   split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
   cells of a quarter of its radius (at least 1.5 km). Once searched, a grid is one sorted
@@ -286,15 +286,11 @@ class _Tokens:
 
 
 _COLUMNS: tuple[tuple[str, type, float], ...] = (
-    ("_lat", np.float64, 0.0),  # home, radians
-    ("_lon", np.float64, 0.0),
-    ("_coslat", np.float64, 0.0),
     ("_x", np.float64, 0.0),  # home as a unit vector, for chord distances
     ("_y", np.float64, 0.0),
     ("_z", np.float64, 0.0),
     ("_chord2", np.float64, 0.0),  # squared chord of the radius: inside iff chord^2 <= this
     ("_radius", np.float64, 1.0),
-    ("_cap", np.float64, 1.0),
     ("_skills", np.int64, 0),  # bit masks (`_Tokens`)
     ("_certs", np.int64, 0),
     ("_langs", np.int64, 0),
@@ -358,15 +354,11 @@ class LoadTable(dict[str, Load]):
 
 
 class VolunteerIndex:
-    _lat: np.ndarray
-    _lon: np.ndarray
-    _coslat: np.ndarray
     _x: np.ndarray
     _y: np.ndarray
     _z: np.ndarray
     _chord2: np.ndarray
     _radius: np.ndarray
-    _cap: np.ndarray
     _skills: np.ndarray
     _certs: np.ndarray
     _langs: np.ndarray
@@ -430,8 +422,8 @@ class VolunteerIndex:
         if self._free:
             return self._free.pop()
         slot = len(self._recs)
-        if slot >= len(self._lat):
-            self._alloc(max(1024, 2 * len(self._lat)))
+        if slot >= len(self._x):
+            self._alloc(max(1024, 2 * len(self._x)))
         self._recs.append(None)
         return slot
 
@@ -457,14 +449,9 @@ class VolunteerIndex:
         slot = self._new_slot()
         self._slot_of[vol.id] = slot
         self._recs[slot] = vol
-        lat = math.radians(vol.home.lat)
-        self._lat[slot] = lat
-        self._lon[slot] = math.radians(vol.home.lon)
-        self._coslat[slot] = math.cos(lat)
         self._x[slot], self._y[slot], self._z[slot] = _unit(vol.home.lat, vol.home.lon)
         self._chord2[slot] = (2 * math.sin(min(math.pi, vol.radius_km / EARTH_RADIUS_KM) / 2)) ** 2
         self._radius[slot] = vol.radius_km
-        self._cap[slot] = vol.capacity
         self._skills[slot] = self._skills_t.mask_of(vol.skills)
         self._certs[slot] = self._certs_t.mask_of(vol.certifications)
         self._langs[slot] = self._langs_t.mask_of(vol.languages)
@@ -570,7 +557,7 @@ class VolunteerIndex:
         for t, n in stats.by_type.items():
             col = self._exp.get(t)
             if col is None:
-                col = self._exp[t] = np.zeros(len(self._lat), dtype=np.int32)
+                col = self._exp[t] = np.zeros(len(self._x), dtype=np.int32)
             col[slot] = n
 
     def stats_of(self, volunteer_id: str) -> VolunteerStats:
@@ -767,8 +754,10 @@ class VolunteerIndex:
         for s in pos.tolist():
             vol = self._rec(s)
             dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
-            values = self._slot_figures(s, exp, dist, int(active[s]))
-            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
+            total, parts = explain(self._slot_figures(s, exp, dist, int(active[s])))
+            ranking.candidates.append(
+                self._candidate(vol, dist, total, parts, int(self._effcap[s]))
+            )
         ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
         return ranking
 
@@ -860,9 +849,12 @@ class VolunteerIndex:
 
     @staticmethod
     def _candidate(
-        vol: VolunteerRecord, distance_km: float, values: list[float], capacity: int
+        vol: VolunteerRecord,
+        distance_km: float,
+        total: float,
+        parts: tuple[ScorePart, ...],
+        capacity: int,
     ) -> Candidate:
-        total, parts = explain(values)
         if capacity != vol.capacity:  # as `policy.candidate`: the newcomer rule
             vol = vol.model_copy(update={"capacity": capacity})
         return Candidate(vol, distance_km, total, parts)
@@ -874,8 +866,8 @@ class VolunteerIndex:
         pass over `loads` (then pass them as `search(..., columns=...)`)."""
         if loads is self.loads:
             return self._active, self._total
-        active = np.zeros(len(self._lat), dtype=np.int32)
-        total = np.zeros(len(self._lat), dtype=np.int32)
+        active = np.zeros(len(self._x), dtype=np.int32)
+        total = np.zeros(len(self._x), dtype=np.int32)
         for vid, load in loads.items():
             slot = self._slot_of.get(vid)
             if slot is not None:
@@ -1215,8 +1207,10 @@ class VolunteerIndex:
         the full pass, `full_rank`."""
         hits = self.search(request, service, loads, k)
         ranking = Ranking(candidates=[], considered=hits.considered)
-        for h in hits.found:
-            ranking.candidates.append(
-                self._candidate(h.vol, h.distance_km, list(h.values), h.capacity)
-            )
+        if hits.found:  # the explanations in bulk: the same floats as `policy.explain`
+            figures = np.array([h.values for h in hits.found]).T
+            for h, (total, parts) in zip(hits.found, pol.explain_columns(figures), strict=True):
+                ranking.candidates.append(
+                    self._candidate(h.vol, h.distance_km, total, parts, h.capacity)
+                )
         return ranking

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
 from zhumeng_contracts.events.matching import ScorePart
 
@@ -184,6 +186,35 @@ def explain(values: tuple[float, ...] | list[float]) -> tuple[float, tuple[Score
         _part(i, round4(v), round4(v * w)) for i, (v, w) in enumerate(zip(values, _W, strict=True))
     )
     return total_of(values), parts
+
+
+_W_COLUMN = np.array(_W)[:, None]
+
+
+def _round4_array(x: np.ndarray) -> np.ndarray:
+    """`round4` in bulk: `np.rint` rounds half to even on the same double as `round`; + 0.0
+    turns a -0.0 (never a Python `round4` result) into 0.0."""
+    out: np.ndarray = np.rint(x * 10000.0) / 10000.0 + 0.0
+    return out
+
+
+def explain_columns(values: np.ndarray) -> list[tuple[float, tuple[ScorePart, ...]]]:
+    """`explain` of several candidates at once (`values`: one column per candidate, rows in
+    `WEIGHTS` order): the same floats, in a few numpy operations instead of 21 `round4` calls
+    per candidate."""
+    if not values.shape[1]:
+        return []
+    contributions = _round4_array(values * _W_COLUMN)
+    total = np.zeros(values.shape[1])
+    for row in contributions:  # added in `WEIGHTS` order, as `total_of`
+        total += row
+    rounded = _round4_array(values).T.tolist()
+    return [
+        (t, tuple(_part(i, v, c) for i, (v, c) in enumerate(zip(vs, cs, strict=True))))
+        for t, vs, cs in zip(
+            _round4_array(total).tolist(), rounded, contributions.T.tolist(), strict=True
+        )
+    ]
 
 
 # ---------------------------------------------------------------- eligibility and score
