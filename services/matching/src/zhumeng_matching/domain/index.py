@@ -1207,10 +1207,9 @@ class VolunteerIndex:
         the full pass, `full_rank`."""
         hits = self.search(request, service, loads, k)
         ranking = Ranking(candidates=[], considered=hits.considered)
-        if hits.found:  # the explanations in bulk: the same floats as `policy.explain`
-            figures = np.array([h.values for h in hits.found]).T
-            for h, (total, parts) in zip(hits.found, pol.explain_columns(figures), strict=True):
-                ranking.candidates.append(
-                    self._candidate(h.vol, h.distance_km, total, parts, h.capacity)
-                )
+        for h in hits.found:
+            total, parts = explain(h.values)
+            ranking.candidates.append(
+                self._candidate(h.vol, h.distance_km, total, parts, h.capacity)
+            )
         return ranking
