@@ -19,14 +19,18 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
 
 `search` (and `best`, which adds the explanation) is best-first by an upper bound on the
 score. For an eligible volunteer at distance d with radius r the score is at most
-0.45 (1 - d/r) + the largest possible rest (fairness, experience at their weights, plus the
-largest recent-hours + rating + newcomer contributions anyone has, plus language). It works
-in rounds of growing ρ = d/r (0.15 first, then x4, or straight to the ρ below which nothing
-can beat the k-th best): a round gathers, from the grid of the request's rarest required
-skill, the cells not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
-and filters them in numpy (capacity under the newcomer rule, other skills, certifications,
-language, weekly availability memoised per schedule id and window, then squared chords
-against the radius'). Reachable volunteers beyond this round's ρ wait for the next round.
+0.45 (1 - d/r) + the largest possible rest (full fairness and language, plus the largest
+recent-hours + rating + newcomer + experience-of-the-type contributions anyone has, kept
+per service type: a veteran is no newcomer, so this is well below the sum of each
+criterion's largest). It works in rounds of growing ρ = d/r (0.15 first, then x4, or
+straight to the ρ below which nothing can beat the k-th best): a round gathers, from the
+grid of the request's rarest required skill, the cells not gathered yet whose band radius
+R can hold a volunteer with d ≤ ρ R, and filters them in numpy (weekly availability,
+language and certifications at once by a lookup per (schedule, languages, certifications)
+class, memoised per window and masks; then capacity under the newcomer rule, other
+skills, then squared chords against the radius'). Slots are numbered in grid order at the
+first read, so a round's volunteers sit close together in the columns. Reachable
+volunteers beyond this round's ρ wait for the next round.
 The bound adds the unrounded fairness and experience figures at their weights and the
 volunteer's precomputed recent-hours + rating + newcomer + language contributions, within
 `_EPS` of the rounded sum. In order of the bound (a partition first: most searches check
@@ -412,6 +416,10 @@ class VolunteerIndex:
         # in the columns (no object per volunteer: memory)
         self._unplaced: dict[str, VolunteerStats] = {}
         self._static_max = 0.0
+        # per service type, the largest recent-hours + rating + newcomer + experience (bound)
+        # of anyone with completions of it (only ever raised): tighter than adding the
+        # largest of each, since veterans are no newcomers
+        self._exp_max: dict[str, float] = {}
         self._holders_of: dict[int, np.ndarray] = {}  # skill mask -> slots (`_holders`)
         self._cells_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # `_by_cell`
         self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
@@ -610,6 +618,8 @@ class VolunteerIndex:
             if col is None:
                 col = self._exp[t] = np.zeros(len(self._x), dtype=np.int32)
             col[slot] = n
+            rest = p1 + p2 + p3 + min(n, pol.EXPERIENCE_FULL) * _W_EXP_UNIT  # as `_rest_bound`
+            self._exp_max[t] = max(self._exp_max.get(t, 0.0), rest)
 
     def stats_of(self, volunteer_id: str) -> VolunteerStats:
         slot = self._slot_of.get(volunteer_id)
@@ -1080,6 +1090,13 @@ class VolunteerIndex:
             self._cls_ok[key] = ok
         return ok
 
+    def _rest_max(self, service_type_id: str) -> float:
+        """Above what anyone scores beyond the distance part: full fairness and language,
+        and the largest recent-hours + rating + newcomer (+ experience of the type) anyone
+        has (those without experience of it have at most `_static_max`)."""
+        most = max(self._static_max, self._exp_max.get(service_type_id, 0.0))
+        return most + _W_FAIR + _P_LANG
+
     def _rest_bound(self, q: _Query, pos: np.ndarray) -> np.ndarray:
         """Per slot, an upper bound of every contribution but distance's (unrounded: within
         `_EPS` of the rounded ones)."""
@@ -1170,7 +1187,7 @@ class VolunteerIndex:
         if q is None:
             return Hits([], 0, True)
         # everything not gathered yet scores at most this beyond the distance part
-        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if q.exp is None else _W_EXP)
+        rest_max = self._rest_max(request.service_type_id)
         rlat, rlon = request.location.lat, request.location.lon
         top: list[tuple[float, float, str, int]] = []
         kth = -math.inf  # the k-th best exact score once k are known
