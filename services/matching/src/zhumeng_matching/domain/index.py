@@ -182,13 +182,6 @@ class _Grid:
             self.keys = np.delete(self.keys, j)
             self.slots = np.delete(self.slots, j)
 
-    def renumber(self, new_of_old: np.ndarray) -> None:
-        """The slots renumbered (`VolunteerIndex._settle`); equal keys ordered by slot."""
-        keys, slots = self.arrays()
-        slots = new_of_old[slots]
-        order = np.lexsort((slots, keys))
-        self.keys, self.slots = keys[order], slots[order]
-
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(sorted grid keys, slots), built at the first search (not during loading)."""
         if self.keys is None or self.slots is None:
@@ -424,7 +417,6 @@ class VolunteerIndex:
         self._cells_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # `_by_cell`
         self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
         self.loads = LoadTable(self)  # pass this as `loads`: no per-call conversion
-        self._settled = False  # slots renumbered in grid order (`_settle`)
         self._alloc(0)
         self.max_radius_km = 0.0
 
@@ -441,40 +433,6 @@ class VolunteerIndex:
         for t, old in self._exp.items():
             self._exp[t] = np.zeros(n, dtype=np.int32)
             self._exp[t][: len(old)] = old
-
-    def _settle(self) -> None:
-        """Once, at the first read (after start-up loading): renumber the slots in the order of
-        the volunteers' grid keys (band, then cell), so that the volunteers a search gathers
-        sit close together in every column (cache lines instead of scattered reads). Only
-        once: slot numbers handed out (`load_columns`, `pool`) must stay valid afterwards;
-        volunteers added later take free slots."""
-        if self._settled:
-            return
-        self._settled = True
-        n_slots = len(self._recs)
-        live = [s for s, v in enumerate(self._recs) if v is not None]
-        keys = []
-        for s in live:
-            b, r, c = self._place(self._rec(s))
-            keys.append((b << _BAND_SHIFT) | ((r + _OFF) << 21) | (c + _OFF))
-        order = np.array(live, dtype=np.intp)[np.argsort(np.array(keys, np.int64), kind="stable")]
-        is_live = np.zeros(n_slots, dtype=bool)
-        is_live[order] = True
-        old_of_new = np.concatenate((order, np.flatnonzero(~is_live)))  # free slots last
-        new_of_old = np.empty(n_slots, dtype=np.intp)
-        new_of_old[old_of_new] = np.arange(n_slots)
-        for name, _, _ in _COLUMNS:
-            col: np.ndarray = getattr(self, name)
-            col[:n_slots] = col[old_of_new]
-        for col in self._exp.values():
-            col[:n_slots] = col[old_of_new]
-        self._recs = [self._recs[s] for s in old_of_new.tolist()]
-        self._slot_of = {vid: int(new_of_old[s]) for vid, s in self._slot_of.items()}
-        self._free = list(range(n_slots - 1, len(live) - 1, -1))
-        for grid in self._grids.values():
-            grid.renumber(new_of_old)
-        self._holders_of.clear()
-        self._cells_of.clear()
 
     def _new_slot(self) -> int:
         if self._free:
@@ -771,7 +729,6 @@ class VolunteerIndex:
         required skill (exact distance and the volunteer's own radius are checked later).
         This is the full pass that `policy.rank` counts rejection reasons over; decisions use
         `best`/`search`, which look at far fewer volunteers."""
-        self._settle()
         return [self._rec(s) for s in self._nearby_slots(lat, lon, required_skills).tolist()]
 
     def full_rank(
@@ -780,7 +737,6 @@ class VolunteerIndex:
         """Exactly `policy.rank(request, service, self.nearby(...), loads, self.stats())`
         (candidates, `rejected` and `considered`), with the rejections counted in numpy: the
         reasons of an unmatched request without a Python pass over thousands of volunteers."""
-        self._settle()
         lat, lon = request.location.lat, request.location.lon
         near = self._reachable(lat, lon, service) or self._reachable_scan(lat, lon, service)
         considered, no_cert, out, pos = near
@@ -927,7 +883,6 @@ class VolunteerIndex:
     def load_columns(self, loads: Mapping[str, Load]) -> tuple[np.ndarray, np.ndarray]:
         """(active, total) per slot: the index's own columns for its `loads`; otherwise one
         pass over `loads` (then pass them as `search(..., columns=...)`)."""
-        self._settle()
         if loads is self.loads:
             return self._active, self._total
         active = np.zeros(len(self._x), dtype=np.int32)
@@ -1011,7 +966,6 @@ class VolunteerIndex:
         columns: tuple[np.ndarray, np.ndarray] | None,
     ) -> _Query | None:
         """What a search for the request needs, or None when nobody can be eligible."""
-        self._settle()
         need_skills = list(dict.fromkeys(service.required_skills))
         if need_skills:
             if any(self._skill_n.get(s, 0) <= 0 for s in need_skills):
