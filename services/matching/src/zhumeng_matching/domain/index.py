@@ -28,9 +28,8 @@ grid of the request's rarest required skill, the cells not gathered yet whose ba
 R can hold a volunteer with d ≤ ρ R, and filters them in numpy (weekly availability,
 language and certifications at once by a lookup per (schedule, languages, certifications)
 class, memoised per window and masks; then capacity under the newcomer rule, other
-skills, then squared chords against the radius'). Slots are numbered in grid order at the
-first read, so a round's volunteers sit close together in the columns. Reachable
-volunteers beyond this round's ρ wait for the next round.
+skills, then squared chords against the radius'). Reachable volunteers beyond this
+round's ρ wait for the next round.
 The bound adds the unrounded fairness and experience figures at their weights and the
 volunteer's precomputed recent-hours + rating + newcomer + language contributions, within
 `_EPS` of the rounded sum. In order of the bound (a partition first: most searches check
