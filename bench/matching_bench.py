@@ -450,13 +450,12 @@ def main() -> None:
     ap.add_argument("--batch-requests", type=int, default=2000)
     ap.add_argument("--batch-volunteers", type=int, default=20_000)
     ap.add_argument("--only", choices=["decisions", "batch", "rss"], default=None)
-    ap.add_argument(
-        "--no-gc-freeze",
-        dest="gc_freeze",
-        action="store_false",
-        help="decisions: no gc.freeze() after loading (the service freezes, see bootstrap)",
-    )
+    ap.add_argument("--gc-freeze", action="store_true", help="decisions: gc.freeze() after loading")
     ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument(  # the service freezes once loaded (bootstrap): so does the bench, by default
+        "--no-gc-freeze", dest="gc_freeze", action="store_false", help="decisions: no gc.freeze()"
+    )
+    ap.set_defaults(gc_freeze=True)
     args = ap.parse_args()
     if args.rss_child:
         rss_child(args.rss_child)
