@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,15 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     runtime.on_startup(stats_store.ensure_indexes)
     runtime.on_startup(stats.refresh)
     runtime.in_background(stats.run)
+
+    async def freeze_loaded_heap() -> None:
+        # after the views, loads and histories loaded: the catalog (~3 KB a volunteer) leaves
+        # the collector's reach, so no full collection walks it again (0.65 s with 100k
+        # volunteers, one decision stalled; bench/matching_bench.py, ADR 0008)
+        gc.collect()
+        gc.freeze()
+
+    runtime.on_startup(freeze_loaded_heap)
 
     async def on_completed_stats(meta: EventMeta, event: Any) -> None:
         await stats.on_completed(meta.id, event)

@@ -339,3 +339,31 @@ def test_a_pool_gives_each_request_the_hits_of_its_search(seeded) -> None:  # ty
             ]
             assert got.complete == want.complete
     assert len(pools) < 150  # requests did share pools
+
+
+def test_a_class_first_seen_after_searches_is_found() -> None:
+    """The memoised table of (schedule, languages, certifications) classes grows with a
+    volunteer whose combination is new."""
+    vols, loads, reqs, stats = county(300, 60, seed=23)
+    index = index_of(vols, stats)
+    saturday_window = TimeWindow(
+        start=WINDOW.start + timedelta(days=5), end=WINDOW.end + timedelta(days=5)
+    )
+    asked = [
+        request(window=saturday_window, language=lang, service_type_id="ride")
+        for lang in (None, "english")
+    ]
+    for r in [*reqs, *asked]:  # fills the class table of every window and mask asked
+        index.best(r, SERVICES[r.service_type_id], loads, 5)
+    newcomer = volunteer(
+        "zz_new",
+        skills=["driving"],
+        certifications=["driver_license", "first_aid"],
+        languages=["mandarin", "english"],
+        availability=[WeeklySlot(weekday=5, start=time(6), end=time(23))],  # nobody's
+    )
+    index.on_change(newcomer.id, newcomer)
+    for r in asked:
+        expected = full(index, r, loads).candidates
+        same(index.best(r, SERVICES["ride"], loads, 5).candidates, expected[:5])
+        assert "zz_new" in [c.volunteer.id for c in expected[:5]]

@@ -1,3 +1,5 @@
+import math
+import random
 from datetime import time, timedelta
 
 import pytest
@@ -12,13 +14,16 @@ from zhumeng_matching.domain.policy import (
     VolunteerStats,
     effective_capacity,
     experience_figure,
+    explain,
     ineligibility,
     newcomer_figure,
     rank,
     rating_figure,
     recent_hours_figure,
+    round4,
     score,
     shrunk_stars,
+    total_of,
     workload_figure,
 )
 from zhumeng_matching.examples import EVERY_DAY, WINDOW, request, service, volunteer
@@ -199,3 +204,19 @@ def test_index_finds_only_nearby_skilled_and_follows_changes() -> None:
     index.on_change("driver", volunteer("driver", skills=["driving", "haircut"], version=2))
     assert [v.id for v in index.nearby(25.49, 118.24, ["haircut"])] == ["driver"]
     assert len(index) == 2
+
+
+def test_explain_is_the_rounded_figures_and_their_sum() -> None:
+    """`explain` inlines the rounding: the same floats as `round4` and `total_of`, ties too."""
+    rng = random.Random(11)
+    weights = list(WEIGHTS.values())
+    ties = [0.00005, 0.00015, 0.12345, 0.99995, 1 / 3, 2 / 3, 0.0, 1.0]
+    for _ in range(3000):
+        values = [rng.choice(ties) if rng.random() < 0.3 else rng.random() for _ in weights]
+        total, parts = explain(values)
+        assert total == total_of(values)
+        assert [(p.criterion, p.value, p.weight, p.contribution) for p in parts] == [
+            (c, round4(v), w, round4(v * w))
+            for c, v, w in zip(WEIGHTS, values, weights, strict=True)
+        ]
+        assert all(math.copysign(1.0, p.value) == 1.0 for p in parts)  # never -0.0

@@ -3,13 +3,13 @@ decision looks only at the few volunteers that could be its best candidates (DES
 
 Layout (all incremental: `put`, `remove`, `on_change` keep it current):
 
-* Every volunteer has a *slot*: a row in numpy columns (home lat/lon in radians, cos lat, unit
-  vector, radius and its squared chord, capacity, bit masks of skills/certifications/
-  languages, schedule id, 0.1° cell, the span of its schedule exceptions, its load — mirrored
-  from `loads`, the `LoadTable` the service uses as its load cache — and its history from
-  `set_stats`: effective capacity, completions, recent hours, stars, completions per service
-  type, and the rounded contributions that depend on neither request nor load). Removed
-  slots are reused. Scoring reads only these columns: no per-candidate dict lookup.
+* Every volunteer has a *slot*: a row in numpy columns (home as a unit vector, radius and
+  its squared chord, bit masks of skills/certifications/languages, schedule id, 0.1° cell,
+  the span of its schedule exceptions, its load — mirrored from `loads`, the `LoadTable`
+  the service uses as its load cache — and its history from `set_stats`: effective
+  capacity, completions, recent hours, stars, completions per service type, and the
+  rounded contributions that depend on neither request nor load). Removed slots are
+  reused. Scoring reads only these columns: no per-candidate dict lookup.
 * Grids: one per skill, plus one of everyone (for services that require no skill). A grid is
   split into radius *bands* (≤2, ≤3, ≤4, ≤5, ≤6, ≤8, ≤10 km, ...), and a band into square
   cells of a quarter of its radius (at least 1.5 km). Once searched, a grid is one sorted
@@ -19,14 +19,17 @@ Layout (all incremental: `put`, `remove`, `on_change` keep it current):
 
 `search` (and `best`, which adds the explanation) is best-first by an upper bound on the
 score. For an eligible volunteer at distance d with radius r the score is at most
-0.45 (1 - d/r) + the largest possible rest (fairness, experience at their weights, plus the
-largest recent-hours + rating + newcomer contributions anyone has, plus language). It works
-in rounds of growing ρ = d/r (0.15 first, then x4, or straight to the ρ below which nothing
-can beat the k-th best): a round gathers, from the grid of the request's rarest required
-skill, the cells not gathered yet whose band radius R can hold a volunteer with d ≤ ρ R,
-and filters them in numpy (capacity under the newcomer rule, other skills, certifications,
-language, weekly availability memoised per schedule id and window, then squared chords
-against the radius'). Reachable volunteers beyond this round's ρ wait for the next round.
+0.45 (1 - d/r) + the largest possible rest (full fairness and language, plus the largest
+recent-hours + rating + newcomer + experience-of-the-type contributions anyone has, kept
+per service type: a veteran is no newcomer, so this is well below the sum of each
+criterion's largest). It works in rounds of growing ρ = d/r (0.15 first, then x4, or
+straight to the ρ below which nothing can beat the k-th best): a round gathers, from the
+grid of the request's rarest required skill, the cells not gathered yet whose band radius
+R can hold a volunteer with d ≤ ρ R, and filters them in numpy (weekly availability,
+language and certifications at once by a lookup per (schedule, languages, certifications)
+class, memoised per window and masks; then capacity under the newcomer rule, other
+skills, then squared chords against the radius'). Reachable volunteers beyond this
+round's ρ wait for the next round.
 The bound adds the unrounded fairness and experience figures at their weights and the
 volunteer's precomputed recent-hours + rating + newcomer + language contributions, within
 `_EPS` of the rounded sum. In order of the bound (a partition first: most searches check
@@ -217,6 +220,7 @@ class _Query:
     dur: float
     active: np.ndarray
     exp: np.ndarray | None
+    classes: np.ndarray  # per class id (`VolunteerIndex._cls`): schedule, language, certs ok
 
 
 @dataclass(slots=True)
@@ -286,19 +290,17 @@ class _Tokens:
 
 
 _COLUMNS: tuple[tuple[str, type, float], ...] = (
-    ("_lat", np.float64, 0.0),  # home, radians
-    ("_lon", np.float64, 0.0),
-    ("_coslat", np.float64, 0.0),
     ("_x", np.float64, 0.0),  # home as a unit vector, for chord distances
     ("_y", np.float64, 0.0),
     ("_z", np.float64, 0.0),
     ("_chord2", np.float64, 0.0),  # squared chord of the radius: inside iff chord^2 <= this
     ("_radius", np.float64, 1.0),
-    ("_cap", np.float64, 1.0),
     ("_skills", np.int64, 0),  # bit masks (`_Tokens`)
     ("_certs", np.int64, 0),
     ("_langs", np.int64, 0),
     ("_sched", np.int64, 0),  # schedule id
+    # (schedule id, languages, certifications) interned: one lookup filters by all three
+    ("_cls", np.int32, 0),
     ("_row", np.int32, _NO_CELL),  # 0.1° cell (geo.cell_of), for `nearby`
     ("_col", np.int32, _NO_CELL),
     # schedule exceptions: the span from the first start to the last end (epoch seconds)
@@ -358,19 +360,16 @@ class LoadTable(dict[str, Load]):
 
 
 class VolunteerIndex:
-    _lat: np.ndarray
-    _lon: np.ndarray
-    _coslat: np.ndarray
     _x: np.ndarray
     _y: np.ndarray
     _z: np.ndarray
     _chord2: np.ndarray
     _radius: np.ndarray
-    _cap: np.ndarray
     _skills: np.ndarray
     _certs: np.ndarray
     _langs: np.ndarray
     _sched: np.ndarray
+    _cls: np.ndarray
     _row: np.ndarray
     _col: np.ndarray
     _exc_lo: np.ndarray
@@ -396,6 +395,10 @@ class VolunteerIndex:
         self._sched_id: dict[object, int] = {}
         self._sched_slots: list[list[WeeklySlot]] = []
         self._covers = CoversCache(self._sched_slots)
+        self._cls_id: dict[tuple[int, int, int], int] = {}  # (schedule, langs, certs) -> id
+        self._cls_cols: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # by id
+        # (window, duration, certs mask, language mask) -> eligible per class id
+        self._cls_ok: dict[tuple[object, ...], np.ndarray] = {}
         self._grids: dict[str | None, _Grid] = {}  # by skill; None: everyone
         self._band_rmax = [0.0] * len(BAND_EDGES_KM)
         self._cell_deg = [
@@ -405,6 +408,10 @@ class VolunteerIndex:
         # in the columns (no object per volunteer: memory)
         self._unplaced: dict[str, VolunteerStats] = {}
         self._static_max = 0.0
+        # per service type, the largest recent-hours + rating + newcomer + experience (bound)
+        # of anyone with completions of it (only ever raised): tighter than adding the
+        # largest of each, since veterans are no newcomers
+        self._exp_max: dict[str, float] = {}
         self._holders_of: dict[int, np.ndarray] = {}  # skill mask -> slots (`_holders`)
         self._cells_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # `_by_cell`
         self._exp: dict[str, np.ndarray] = {}  # service type -> completed of it, per slot
@@ -430,8 +437,8 @@ class VolunteerIndex:
         if self._free:
             return self._free.pop()
         slot = len(self._recs)
-        if slot >= len(self._lat):
-            self._alloc(max(1024, 2 * len(self._lat)))
+        if slot >= len(self._x):
+            self._alloc(max(1024, 2 * len(self._x)))
         self._recs.append(None)
         return slot
 
@@ -457,14 +464,9 @@ class VolunteerIndex:
         slot = self._new_slot()
         self._slot_of[vol.id] = slot
         self._recs[slot] = vol
-        lat = math.radians(vol.home.lat)
-        self._lat[slot] = lat
-        self._lon[slot] = math.radians(vol.home.lon)
-        self._coslat[slot] = math.cos(lat)
         self._x[slot], self._y[slot], self._z[slot] = _unit(vol.home.lat, vol.home.lon)
         self._chord2[slot] = (2 * math.sin(min(math.pi, vol.radius_km / EARTH_RADIUS_KM) / 2)) ** 2
         self._radius[slot] = vol.radius_km
-        self._cap[slot] = vol.capacity
         self._skills[slot] = self._skills_t.mask_of(vol.skills)
         self._certs[slot] = self._certs_t.mask_of(vol.certifications)
         self._langs[slot] = self._langs_t.mask_of(vol.languages)
@@ -474,6 +476,7 @@ class VolunteerIndex:
             sid = self._sched_id[skey] = len(self._sched_slots)
             self._sched_slots.append(vol.availability)
         self._sched[slot] = sid
+        self._cls[slot] = self._class_of(sid, int(self._langs[slot]), int(self._certs[slot]))
         self._row[slot], self._col[slot] = cell_of(vol.home.lat, vol.home.lon)
         if vol.unavailable:
             self._exc_lo[slot] = min(x.start.timestamp() for x in vol.unavailable)
@@ -570,8 +573,10 @@ class VolunteerIndex:
         for t, n in stats.by_type.items():
             col = self._exp.get(t)
             if col is None:
-                col = self._exp[t] = np.zeros(len(self._lat), dtype=np.int32)
+                col = self._exp[t] = np.zeros(len(self._x), dtype=np.int32)
             col[slot] = n
+            rest = p1 + p2 + p3 + min(n, pol.EXPERIENCE_FULL) * _W_EXP_UNIT  # as `_rest_bound`
+            self._exp_max[t] = max(self._exp_max.get(t, 0.0), rest)
 
     def stats_of(self, volunteer_id: str) -> VolunteerStats:
         slot = self._slot_of.get(volunteer_id)
@@ -767,8 +772,10 @@ class VolunteerIndex:
         for s in pos.tolist():
             vol = self._rec(s)
             dist = haversine_km(lat, lon, vol.home.lat, vol.home.lon)
-            values = self._slot_figures(s, exp, dist, int(active[s]))
-            ranking.candidates.append(self._candidate(vol, dist, values, int(self._effcap[s])))
+            total, parts = explain(self._slot_figures(s, exp, dist, int(active[s])))
+            ranking.candidates.append(
+                self._candidate(vol, dist, total, parts, int(self._effcap[s]))
+            )
         ranking.candidates.sort(key=lambda c: (-c.score, c.distance_km, c.volunteer.id))
         return ranking
 
@@ -860,9 +867,12 @@ class VolunteerIndex:
 
     @staticmethod
     def _candidate(
-        vol: VolunteerRecord, distance_km: float, values: list[float], capacity: int
+        vol: VolunteerRecord,
+        distance_km: float,
+        total: float,
+        parts: tuple[ScorePart, ...],
+        capacity: int,
     ) -> Candidate:
-        total, parts = explain(values)
         if capacity != vol.capacity:  # as `policy.candidate`: the newcomer rule
             vol = vol.model_copy(update={"capacity": capacity})
         return Candidate(vol, distance_km, total, parts)
@@ -874,8 +884,8 @@ class VolunteerIndex:
         pass over `loads` (then pass them as `search(..., columns=...)`)."""
         if loads is self.loads:
             return self._active, self._total
-        active = np.zeros(len(self._lat), dtype=np.int32)
-        total = np.zeros(len(self._lat), dtype=np.int32)
+        active = np.zeros(len(self._x), dtype=np.int32)
+        total = np.zeros(len(self._x), dtype=np.int32)
         for vid, load in loads.items():
             slot = self._slot_of.get(vid)
             if slot is not None:
@@ -989,22 +999,56 @@ class VolunteerIndex:
             dur=dur,
             active=active,
             exp=self._exp.get(request.service_type_id),
+            classes=self._classes_ok(window, dur, cmask, lmask),
         )
 
     def _eligible_but_distance(self, q: _Query, pos: np.ndarray) -> np.ndarray:
-        """The slots meeting the necessary conditions in numpy: capacity (newcomer rule),
-        skills, certifications, language, weekly availability; the cheap integer checks
-        first."""
+        """The slots meeting the necessary conditions in numpy: weekly availability,
+        language and certifications at once (one lookup by class, which removes the most),
+        then capacity (newcomer rule) and other skills on who is left."""
+        pos = pos[q.classes[self._cls[pos]]]
         m = q.active[pos] < self._effcap[pos]
         if q.smask:
             m &= (self._skills[pos] & q.smask) == q.smask
-        if q.cmask:
-            m &= (self._certs[pos] & q.cmask) == q.cmask
-        if q.lmask:
-            m &= (self._langs[pos] & q.lmask) != 0
-        pos = pos[m]
-        eligible: np.ndarray = pos[self._covers.ok(self._sched[pos], q.window, q.dur)]
+        eligible: np.ndarray = pos[m]
         return eligible
+
+    def _class_of(self, sched: int, langs: int, certs: int) -> int:
+        key = (sched, langs, certs)
+        cid = self._cls_id.get(key)
+        if cid is None:
+            cid = self._cls_id[key] = len(self._cls_id)
+            self._cls_cols = None
+        return cid
+
+    def _classes_ok(self, window: TimeWindow, dur: float, cmask: int, lmask: int) -> np.ndarray:
+        """Per class id: does its schedule hold the service in the window, and do its
+        languages and certifications meet the masks? Memoised per (window, duration, masks);
+        recomputed when classes were added."""
+        key = (window.start, window.end, dur, cmask, lmask)
+        ok = self._cls_ok.get(key)
+        if ok is None or len(ok) < len(self._cls_id):
+            if self._cls_cols is None:
+                n = len(self._cls_id)
+                cols = np.array(list(self._cls_id), dtype=np.int64).reshape(n, 3).T
+                self._cls_cols = (cols[0], cols[1], cols[2])
+            sched, langs, certs = self._cls_cols
+            ok = self._covers.ok(sched, window, dur)
+            if cmask:
+                ok &= (certs & cmask) == cmask
+            if lmask:
+                ok &= (langs & lmask) != 0
+            if len(self._cls_ok) >= CoversCache.MAX_WINDOWS:
+                self._cls_ok.clear()
+            self._cls_ok[key] = ok
+        return ok
+
+    def _rest_max(self, service_type_id: str) -> float:
+        """Above what anyone scores beyond the distance part: full fairness and language,
+        and the largest recent-hours + rating + newcomer (+ experience of the type) anyone
+        has (those without experience of it have at most `_static_max`)."""
+        most = max(self._static_max, self._exp_max.get(service_type_id, 0.0))
+        return most + _W_FAIR + _P_LANG
 
     def _rest_bound(self, q: _Query, pos: np.ndarray) -> np.ndarray:
         """Per slot, an upper bound of every contribution but distance's (unrounded: within
@@ -1096,7 +1140,7 @@ class VolunteerIndex:
         if q is None:
             return Hits([], 0, True)
         # everything not gathered yet scores at most this beyond the distance part
-        rest_max = self._static_max + _W_FAIR + _P_LANG + (0.0 if q.exp is None else _W_EXP)
+        rest_max = self._rest_max(request.service_type_id)
         rlat, rlon = request.location.lat, request.location.lon
         top: list[tuple[float, float, str, int]] = []
         kth = -math.inf  # the k-th best exact score once k are known
@@ -1216,7 +1260,8 @@ class VolunteerIndex:
         hits = self.search(request, service, loads, k)
         ranking = Ranking(candidates=[], considered=hits.considered)
         for h in hits.found:
+            total, parts = explain(h.values)
             ranking.candidates.append(
-                self._candidate(h.vol, h.distance_km, list(h.values), h.capacity)
+                self._candidate(h.vol, h.distance_km, total, parts, h.capacity)
             )
         return ranking

@@ -164,6 +164,7 @@ def total_of(values: tuple[float, ...] | list[float]) -> float:
 # more than the rest of explaining a candidate. Bounded: 4-decimal figures repeat a lot.
 _PARTS: dict[tuple[int, float, float], ScorePart] = {}
 _PARTS_MAX = 1 << 16
+_CRITERION_I = range(len(_W))
 
 
 def _part(i: int, value: float, contribution: float) -> ScorePart:
@@ -180,10 +181,18 @@ def _part(i: int, value: float, contribution: float) -> ScorePart:
 
 
 def explain(values: tuple[float, ...] | list[float]) -> tuple[float, tuple[ScorePart, ...]]:
-    parts = tuple(
-        _part(i, round4(v), round4(v * w)) for i, (v, w) in enumerate(zip(values, _W, strict=True))
-    )
-    return total_of(values), parts
+    """(`total_of(values)`, the parts). `round4` inlined and one pass for both: this runs for
+    every candidate a decision returns."""
+    parts: list[ScorePart] = []
+    total = 0.0
+    get = _PARTS.get
+    for i, v, w in zip(_CRITERION_I, values, _W, strict=True):
+        contribution = round(v * w * 10000.0) / 10000.0  # round4(v * w)
+        total += contribution
+        value = round(v * 10000.0) / 10000.0
+        part = get((i, value, contribution))
+        parts.append(_part(i, value, contribution) if part is None else part)
+    return round(total * 10000.0) / 10000.0, tuple(parts)
 
 
 # ---------------------------------------------------------------- eligibility and score
