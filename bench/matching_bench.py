@@ -498,7 +498,6 @@ def main() -> None:
         help="batch: also time the same requests with this share needing 2-4 people (0: off)",
     )
     ap.add_argument("--only", choices=["decisions", "batch", "rss"], default=None)
-    ap.add_argument("--gc-freeze", action="store_true", help="decisions: gc.freeze() after loading")
     ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument(  # the service freezes once loaded (bootstrap): so does the bench, by default
         "--no-gc-freeze", dest="gc_freeze", action="store_false", help="decisions: no gc.freeze()"
