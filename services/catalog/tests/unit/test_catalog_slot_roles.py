@@ -93,7 +93,7 @@ async def test_roles_reach_the_record(
         {"slot_roles": [{**BARBER, "count": 15}, {**DENTIST, "count": 6}]},  # 21 slots
         {"slot_roles": [{**BARBER, "role": "Barber!"}]},
         {"slot_roles": [{**BARBER, "colour": "red"}]},
-        {"matching_mode": "open_claim"},  # roles only for team mode
+        {"matching_mode": "open_claim"},  # roles only for team and batch modes
     ],
 )
 async def test_invalid_roles_are_a_problem(
@@ -102,6 +102,18 @@ async def test_invalid_roles_are_a_problem(
     client, repo = setup
     is_problem(await client.post("/v1/service-types", json=clinic(**over), headers=ADMIN))
     assert repo.of_type(ServiceTypeRecord) == []
+
+
+async def test_a_batch_service_type_may_have_roles(
+    setup: tuple[httpx.AsyncClient, InMemoryCatalogRepository],
+) -> None:
+    client, repo = setup
+    resp = await client.post("/v1/service-types", json=clinic(matching_mode="batch"), headers=ADMIN)
+    assert resp.status_code == 201, resp.text
+    record = repo.of_type(ServiceTypeRecord)[-1]
+    assert record.matching_mode == "batch" and [r.role for r in record.slot_roles] == [
+        r["role"] for r in clinic()["slot_roles"]
+    ]
 
 
 async def test_a_patch_cannot_leave_roles_on_another_mode(

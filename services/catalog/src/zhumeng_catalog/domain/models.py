@@ -147,13 +147,18 @@ class SlotRoleSpec(Input):
 SlotRoles = Annotated[list[SlotRoleSpec], Field(max_length=MAX_SLOTS)]
 
 
+# the modes whose matching fits people to roles (team claims; batch windows, one row per slot)
+ROLE_MODES = frozenset({"team", "batch"})
+
+
 def check_slot_roles(mode: str, roles: list[SlotRoleSpec]) -> None:
-    """Roles are for team requests only (the other modes fill one kind of slot); slugs are
-    unique and a request never has more than MAX_SLOTS slots."""
+    """Roles are for team and batch requests (the other modes fill one kind of slot); slugs
+    are unique and a request never has more than MAX_SLOTS slots."""
     if not roles:
         return
-    if mode != "team":
-        raise ValueError(f"slot roles are available for team service types, not {mode}")
+    if mode not in ROLE_MODES:
+        modes = " and ".join(sorted(ROLE_MODES))
+        raise ValueError(f"slot roles are available for {modes} service types, not {mode}")
     slugs = [r.role for r in roles]
     if len(set(slugs)) != len(slugs):
         raise ValueError("slot role slugs must be unique")
@@ -210,7 +215,8 @@ class ServiceTypeCreate(Input):
     needs_review: bool = False
     batch_window_min: int = Field(default=10, ge=1, le=24 * 60)
     slot_roles: SlotRoles = Field(
-        default=[], description="team mode: slots with different roles (barber, dentist...)"
+        default=[],
+        description="team and batch modes: slots with different roles (barber, dentist...)",
     )
 
 
