@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from zhumeng_contracts.events import ServiceTypeRecord, SlotRole
+from zhumeng_contracts.events import RequestCancelled, ServiceTypeRecord, SlotRole
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.problems import Conflict, Unprocessable
 from zhumeng_kit.views import View
@@ -352,3 +352,17 @@ async def test_a_double_tapped_assignment_keeps_its_capacity_hold() -> None:
     assert sum(isinstance(r, lc.Match) for r in results) == 1
     assert [a.volunteer_id for a in s.match("r").live_assignments] == ["v0"]
     assert s.loads.active["v0"] == ["r"]
+
+
+async def test_a_cancelled_request_frees_a_unit_left_by_a_crashed_attempt() -> None:
+    """A unit reserved by an attempt that died before its transition is held by nobody on
+    the match; once the request ends, it is given back (and a live assignee's with it)."""
+    s = Setup(haircuts(2), service(matching_mode="batch"))
+    s.decisions.add("r", "haircut", 2)
+    await s.lifecycle.assign_by_coordinator(COORDINATOR, "r", "v0")
+    assert await s.loads.reserve("v1", "r", 2)  # the crashed attempt's reservation
+    await s.lifecycle.on_request_cancelled(
+        RequestCancelled(request_id="r", by="requester", cancelled_at=NOW)
+    )
+    assert s.match("r").state is lc.State.CANCELLED
+    assert s.loads.active == {"v0": [], "v1": []}

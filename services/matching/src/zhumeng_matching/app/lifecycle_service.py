@@ -318,12 +318,30 @@ class LifecycleService:
         if doc is None or "lifecycle" not in doc:
             return  # cancelled before any assignment: nothing to release
         match = decode(doc["lifecycle"])
-        if match.state in lc.FINAL:
-            return  # redelivered, or completed before the cancellation arrived
-        await self._apply(event.request_id, lambda m: lc.cancel(m, event.by, event.cancelled_at))
+        if match.state not in lc.FINAL:  # else redelivered, or completed before the cancel
+            await self._apply(
+                event.request_id, lambda m: lc.cancel(m, event.by, event.cancelled_at)
+            )
+        await self._release_if_ended(event.request_id)
 
     async def release_capacity(self, event: AssignmentCancelled | AssignmentCompleted) -> None:
         await self._loads.release(event.volunteer_id, event.request_id)
+        await self._release_if_ended(event.request_id)
+
+    async def _release_if_ended(self, request_id: str) -> None:
+        """Nobody holds capacity for an ended request: this also frees a unit left by an
+        attempt that crashed between its reservation and its transition (ADR 0006)."""
+        doc = await self._decisions.get(request_id)
+        if doc is None or "lifecycle" not in doc:
+            return
+        match = decode(doc["lifecycle"])
+        if match.state not in lc.FINAL:
+            return
+        # (an unfulfilled request may keep volunteers who still come: they keep their unit)
+        serving = {a.volunteer_id for a in match.live_assignments if a.status != "completed"}
+        for volunteer_id in await self._loads.holders_of(request_id):
+            if volunteer_id not in serving:
+                await self._loads.release(volunteer_id, request_id)
 
     async def refill(self, request_id: str) -> lc.Match | None:
         """Fill free slots of a direct-mode match with the best eligible volunteers who have
