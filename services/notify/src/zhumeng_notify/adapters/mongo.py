@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from zhumeng_contracts.events import NotificationDelivered
 from zhumeng_kit.ids import new_id
@@ -300,10 +300,26 @@ class MongoDeliveryRepository:
             self._fresh.popitem(last=False)
 
     async def _final(self, delivery_id: str) -> Doc | None:
+        """The delivery's final state, or None. An outcome that is durable but whose history
+        a crash left unwritten (a closed claim, an unreleased batch) is written here first,
+        so that it is neither lost nor handed to a sender again (rare paths only)."""
         doc = await self._coll.find_one(
             {"_id": delivery_id}, {"status": 1, "attempts": 1, "last_attempt": 1}
         )
-        return doc if doc is not None and doc["status"] in FINAL else None
+        if doc is not None and doc["status"] in FINAL:
+            return doc
+        claim = await self._claims.find_one({"_id": delivery_id})
+        if claim is not None and claim["status"] in FINAL and "outcome" in claim:
+            await self._record(claim, claim["outcome"])
+            return {k: claim.get(k) for k in ("_id", "status", "attempts", "last_attempt")}
+        batch = await self._outcomes.find_one(
+            {"released": False, "outcomes.delivery_id": delivery_id}
+        )
+        if batch is None:
+            return None
+        await self._repair_batch(batch)
+        outcome = next(o for o in batch["outcomes"] if o["delivery_id"] == delivery_id)
+        return {"_id": delivery_id, "status": outcome["status"], "attempts": outcome["attempts"]}
 
     async def _existing(self, delivery: Delivery, now: datetime, lease: timedelta) -> Claim:
         """A delivery claimed before (a redelivered event): done if its history is final;
@@ -344,12 +360,14 @@ class MongoDeliveryRepository:
         )
 
     async def state(self, delivery_id: str) -> Doc | None:
+        final = await self._final(delivery_id)
+        if final is not None:
+            return final
         fields = {"status": 1, "attempts": 1, "lease_until": 1, "last_attempt": 1}
-        history = await self._coll.find_one({"_id": delivery_id}, fields)
-        if history is not None and history["status"] in FINAL:
-            return history
         claim = await self._claims.find_one({"_id": delivery_id}, fields)
-        return claim if claim is not None else history
+        if claim is not None:
+            return claim
+        return await self._coll.find_one({"_id": delivery_id}, fields)
 
     async def backfill_claims(self) -> None:
         """Deliveries recorded before claims had a collection of their own get their claim,
@@ -473,25 +491,43 @@ class MongoDeliveryRepository:
         )
 
     async def _complete_one(self, c: Completion) -> int:
-        """A rare path: the claim is closed under its fence, then the history document is
-        written (or inserted) with its event in its own outbox."""
+        """A rare path: the claim is closed under its fence *with* its outcome and event, then
+        the history document is written from them. A crash in between leaves a closed claim
+        that `_final` finishes when the delivery is next looked at (the redelivered event, a
+        timer): the history is never lost behind a claim that says "done"."""
+        outcome = {
+            "fields": _outcome_fields(c),
+            "attempt": _attempt(c),
+            "event": outbox_entry(c.event, source=SOURCE, event_id=event_id(c)),
+        }
         claim = await self._claims.find_one_and_update(
             self._held(c),
-            {"$set": {"status": c.status, "lease_until": None}},
+            {"$set": {"status": c.status, "lease_until": None, "outcome": outcome}},
             return_document=ReturnDocument.AFTER,
         )
         if claim is None:
             return 0
+        await self._record(claim, outcome)
+        return 1
+
+    async def _record(self, claim: Doc, outcome: Doc) -> None:
+        """The history document of a closed claim, with its event in its own outbox; once
+        (a history that is final already was written by the first of two writers)."""
         update = append_events(
             {
                 "$setOnInsert": _upserted(claim),
-                "$set": _outcome_fields(c),
-                "$push": {"attempt_log": _attempt(c)},
+                "$set": outcome["fields"],
+                "$push": {"attempt_log": outcome["attempt"]},
             },
-            [outbox_entry(c.event, source=SOURCE, event_id=event_id(c))],
+            [outcome["event"]],
         )
-        await self._coll.update_one({"_id": c.delivery_id}, update, upsert=True)
-        return 1
+        try:
+            await self._coll.update_one(
+                {"_id": claim["_id"], "status": {"$nin": sorted(FINAL)}}, update, upsert=True
+            )
+        except DuplicateKeyError:
+            return  # final already (the upsert's insert met the existing document)
+        self._on_events()
 
     async def complete(
         self,
@@ -516,25 +552,29 @@ class MongoDeliveryRepository:
         repaired = 0
         query = {"released": False, "written_at": {"$lte": cutoff}}
         async for batch in self._outcomes.find(query):
-            ids = [o["delivery_id"] for o in batch["outcomes"]]
-            claims = {c["_id"]: c async for c in self._claims.find({"_id": {"$in": ids}})}
-            docs = [
-                _history_doc(
-                    claims[o["delivery_id"]],
-                    {k: v for k, v in o.items() if k not in ("delivery_id", "attempt_log")},
-                    o["attempt_log"],
-                    [],
-                )
-                for o in batch["outcomes"]
-                if o["delivery_id"] in claims
-            ]
-            if docs:
-                await self._insert_history(docs)
-            await self._release(batch["_id"])
+            await self._repair_batch(batch)
             repaired += 1
         if repaired:
             log.warning("repaired %d unreleased outcome batches", repaired)
-            self._on_events()
+
+    async def _repair_batch(self, batch: Doc) -> None:
+        """The history documents of an outcome batch (idempotent), then its release."""
+        ids = [o["delivery_id"] for o in batch["outcomes"]]
+        claims = {c["_id"]: c async for c in self._claims.find({"_id": {"$in": ids}})}
+        docs = [
+            _history_doc(
+                claims[o["delivery_id"]],
+                {k: v for k, v in o.items() if k not in ("delivery_id", "attempt_log")},
+                o["attempt_log"],
+                [],
+            )
+            for o in batch["outcomes"]
+            if o["delivery_id"] in claims
+        ]
+        if docs:
+            await self._insert_history(docs)
+        await self._release(batch["_id"])
+        self._on_events()
 
     async def prune(self, older_than: timedelta = KEEP_OUTCOMES) -> None:
         """Outcome documents that are released and published say nothing the history does
