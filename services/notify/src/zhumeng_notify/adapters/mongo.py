@@ -421,9 +421,7 @@ class MongoDeliveryRepository:
                 single.append(c)
         held = await self._complete_batch(batch) if batch else 0
         single_held = sum(await asyncio.gather(*(self._complete_one(c) for c in single)))
-        if single_held:
-            self._on_events()
-        return held + single_held
+        return held + single_held  # (`_record` woke the relay for each event it queued)
 
     async def _complete_batch(self, batch: list[tuple[Completion, Doc]]) -> int:
         """One outcome document (the outcomes and their events), one insert of the history
