@@ -17,8 +17,12 @@ local SecantusDB above all, pays far more for an updated document than an insert
   repaired from the outcome document (`repair`), before anything is sent again.
 
 The rare paths (a takeover after a crash, a retry, a deferral, an admin's replay, a resumed
-send) write the claim and the history document one at a time, the history document carrying
-its own event in its outbox as before. A delivery is final when its history document says so.
+send, a lease too short for the batch path) write the claim and the history document one at a
+time, the history document carrying its own event in its outbox as before; the claim is closed
+together with its outcome and event, so that a crash before the history document is written is
+finished from the claim. A delivery is final when its history document says so - or when a
+closed claim or an unreleased outcome batch holds its outcome, which the next look at the
+delivery (`_final`: a redelivered event, a timer) writes to the history before anything else.
 """
 
 from __future__ import annotations
