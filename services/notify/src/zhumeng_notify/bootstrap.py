@@ -125,6 +125,7 @@ def build(
             cap_s=settings.notify_retry_cap_s,
         ),
         quiet=QuietHours.parse(settings.notify_quiet_hours),
+        max_batch=settings.notify_batch_max_records,  # a polled batch is flushed at once
     )
     use_case = NotifyOnEvent(
         deliveries,

@@ -86,7 +86,7 @@ class DeliveryPolicy:
     lease: timedelta = timedelta(seconds=30)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     quiet: QuietHours | None = field(default_factory=QuietHours)
-    max_batch: int = 500
+    max_batch: int = 2000
 
 
 def _utcnow() -> datetime:
