@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--events", type=int, default=5000, help="events per run (default 5000)")
     ap.add_argument("--runs", type=int, default=3, help="notify + floor run pairs (default 3)")
-    ap.add_argument("--batch", type=int, default=500, help="notify's max records per poll")
+    ap.add_argument(
+        "--batch", type=int, default=2000, help="notify's max records per poll and per flush"
+    )
     ap.add_argument(
         "--channel",
         choices=("log", "inapp"),

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 
 from zhumeng_contracts.envelope import EventMeta, encode
 from zhumeng_contracts.events import Event, RequesterContact, RequestUnmatched, ServiceTypeRecord
@@ -63,7 +64,11 @@ async def publish_all(bootstrap: str, events: list[tuple[Event, EventMeta | None
         await producer.stop()
 
 
-async def test_kill_notify_mid_stream(infra: Infra, mail: MailSink) -> None:
+# A lease shorter than the store's margin (5 s) sends every outcome down the one-by-one path
+# (claim closed, then history); a longer one takes the batched path (one outcome document
+# per flush, history behind it). Takeovers after the kill take the one-by-one path in both.
+@pytest.mark.parametrize("lease_s", ["5", "20"], ids=["one-by-one", "batched"])
+async def test_kill_notify_mid_stream(infra: Infra, mail: MailSink, lease_s: str) -> None:
     bootstrap = infra.kafka.bootstrap
     run = secrets.token_hex(3)
     service = ServiceTypeRecord(
@@ -95,7 +100,7 @@ async def test_kill_notify_mid_stream(infra: Infra, mail: MailSink) -> None:
         ZHUMENG_NOTIFY_SMTP_HOST="127.0.0.1",
         ZHUMENG_NOTIFY_SMTP_PORT=str(mail.port),
         ZHUMENG_RELAY_POLL_MS="100",
-        ZHUMENG_DELIVERY_LEASE_S="5",  # a crashed sender's lease runs out soon
+        ZHUMENG_DELIVERY_LEASE_S=lease_s,  # a crashed sender's lease runs out soon
         ZHUMENG_NOTIFY_QUIET_HOURS="off",  # the test must not depend on the hour
         ZHUMENG_NOTIFY_TIMER_POLL_S="0.2",
     )
@@ -148,7 +153,10 @@ async def test_kill_notify_mid_stream(infra: Infra, mail: MailSink) -> None:
                 sent = [d for d in docs if d["status"] == "sent"]
                 return sent if len(sent) == N else None
 
-            docs = await eventually(all_sent, within=240, interval=1, what="200 deliveries sent")
+            try:
+                docs = await eventually(all_sent, within=240, interval=1, what="all sent")
+            except AssertionError:
+                pytest.fail(await _not_sent(coll, list(expected)))
         finally:
             await mongo.close()
     finally:
@@ -176,6 +184,27 @@ async def test_kill_notify_mid_stream(infra: Infra, mail: MailSink) -> None:
     for m in mails:
         did = next(d for d, to in expected.items() if to == str(m["To"]))
         assert str(m["Message-ID"]) == message_id(did)
+
+
+async def _not_sent(coll: AsyncCollection[dict[str, Any]], expected: list[str]) -> str:
+    """Which deliveries are not recorded as sent in the history, and where each one stands:
+    its history document, its claim, the outcome batch holding it."""
+    claims = coll.database[f"{coll.name}_claims"]
+    outcomes = coll.database[f"{coll.name}_outcomes"]
+    history = {d["_id"]: d async for d in coll.find({"_id": {"$in": expected}})}
+    missing = [did for did in expected if history.get(did, {}).get("status") != "sent"]
+    lines = [f"{len(missing)} of {len(expected)} deliveries not recorded as sent:"]
+    for did in missing[:20]:
+        h = history.get(did)
+        c = await claims.find_one({"_id": did})
+        batch = await outcomes.find_one({"outcomes.delivery_id": did}, {"released": 1})
+        claim = (c["status"], c["attempts"], c["lease_until"], "outcome" in c) if c else None
+        lines.append(
+            f"  {did}: history={h['status'] if h else None}"
+            f" claim(status, attempts, lease, outcome)={claim}"
+            f" batch={(batch['_id'], batch['released']) if batch else None}"
+        )
+    return "\n".join(lines)
 
 
 async def _at_least(received: Any, n: int) -> bool:

@@ -30,7 +30,7 @@ from .adapters.coordinator_store import (
 )
 from .adapters.directory import ViewDirectory
 from .adapters.handlers import notify_handlers
-from .adapters.mongo import COLLECTION, MongoDeliveryRepository
+from .adapters.mongo import COLLECTION, OUTCOMES, MongoDeliveryRepository
 from .adapters.preferences_store import PreferenceStore, ViewPhoneBook
 from .app.delivery import REPLAY, RESUME, DeliveryPolicy, EventReplay
 from .app.notify import NotifyOnEvent
@@ -70,9 +70,12 @@ def build(
     }
     runtime.views(views)
 
-    relay = runtime.outbox_relay([COLLECTION])
+    relay = runtime.outbox_relay([OUTCOMES, COLLECTION])
     deliveries = MongoDeliveryRepository(runtime.db[COLLECTION], on_events=relay.wake)
     runtime.on_startup(deliveries.ensure_indexes)
+    runtime.on_startup(deliveries.backfill_claims)  # deliveries from before claims had theirs
+    runtime.on_startup(deliveries.repair)  # a crash's unreleased outcomes, before any resend
+    runtime.in_background(deliveries.repair_forever)  # other replicas' crashes
 
     coordinators = MongoCoordinatorStore(runtime.db[COORDINATORS])
     runtime.on_startup(coordinators.ensure_indexes)
@@ -122,6 +125,7 @@ def build(
             cap_s=settings.notify_retry_cap_s,
         ),
         quiet=QuietHours.parse(settings.notify_quiet_hours),
+        max_batch=settings.notify_batch_max_records,  # a polled batch is flushed at once
     )
     use_case = NotifyOnEvent(
         deliveries,
