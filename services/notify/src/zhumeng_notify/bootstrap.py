@@ -22,7 +22,7 @@ from zhumeng_kit.runtime import ServiceRuntime, create_app
 from zhumeng_kit.timers import Scheduler, Timer, ensure_timer_indexes
 from zhumeng_kit.views import View
 
-from .adapters.channels import InAppFeed, InAppHub, build_channels
+from .adapters.channels import InAppFeed, InAppHub, build_channels, close_channels
 from .adapters.coordinator_store import (
     COORDINATORS,
     MongoCoordinatorStore,
@@ -116,6 +116,8 @@ def build(
     feeds = subscriptions_http.install(runtime, current)
     if feeds.channel is not None:
         configured[feeds.channel.name] = feeds.channel
+    built_here = dict(configured)  # a caller's own channels are the caller's to close
+    runtime.on_shutdown(lambda: close_channels(built_here))
     configured.update(channels or {})
     policy = DeliveryPolicy(
         lease=timedelta(seconds=settings.delivery_lease_s),
