@@ -401,12 +401,20 @@ def _report_batch(
     )
 
 
-def bench_batch(n_vols: int, n_requests: int, reps: int, multi_share: float = 0.0) -> None:
-    print(f"\n## batch assignment: {n_requests:,} pending requests x {n_vols:,} volunteers")
+def bench_batch(
+    n_vols: int, n_requests: int, reps: int, multi_share: float = 0.0, freeze: bool = True
+) -> None:
+    print(
+        f"\n## batch assignment: {n_requests:,} pending requests x {n_vols:,} volunteers"
+        + (" (gc.freeze() after loading, as the service)" if freeze else " (no gc.freeze())")
+    )
     vols = make_volunteers(n_vols, seed=3)
     index = load_index(vols, make_loads(vols, seed=6), seed=8)
     loads = index.loads
     reqs = make_requests(n_requests, seed=4)
+    if freeze:  # the service's heap is frozen once loaded (bootstrap), so is this one
+        gc.collect()
+        gc.freeze()
     single = _time_batch(reqs, index, loads, reps)
     _report_batch(n_requests, *single)
     if multi_share <= 0:
@@ -500,7 +508,10 @@ def main() -> None:
     ap.add_argument("--only", choices=["decisions", "batch", "rss"], default=None)
     ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument(  # the service freezes once loaded (bootstrap): so does the bench, by default
-        "--no-gc-freeze", dest="gc_freeze", action="store_false", help="decisions: no gc.freeze()"
+        "--no-gc-freeze",
+        dest="gc_freeze",
+        action="store_false",
+        help="no gc.freeze() after loading",
     )
     ap.set_defaults(gc_freeze=True)
     args = ap.parse_args()
@@ -511,7 +522,14 @@ def main() -> None:
     if args.only in (None, "rss"):
         bench_rss(args.volunteers)
     if args.only in (None, "batch"):
-        bench_batch(args.batch_volunteers, args.batch_requests, args.reps, args.batch_multi_share)
+        bench_batch(
+            args.batch_volunteers,
+            args.batch_requests,
+            args.reps,
+            args.batch_multi_share,
+            args.gc_freeze,
+        )
+        gc.unfreeze()  # the decisions part loads (and freezes) its own heap
     if args.only in (None, "decisions"):
         bench_decisions(
             args.volunteers, args.decisions, args.scan_decisions, args.reps, args.gc_freeze
