@@ -366,3 +366,12 @@ async def test_a_cancelled_request_frees_a_unit_left_by_a_crashed_attempt() -> N
     )
     assert s.match("r").state is lc.State.CANCELLED
     assert s.loads.active == {"v0": [], "v1": []}
+
+
+async def test_a_request_ending_unfulfilled_frees_a_crashed_attempts_unit() -> None:
+    s = Setup(haircuts(1), service(matching_mode="batch"))
+    s.decisions.add("r", "haircut", 1)
+    assert await s.loads.reserve("v0", "r", 2)  # reserved, then the attempt died
+    await s.lifecycle.apply("r", lambda m: lc.give_up(m, "window_passed", NOW))
+    assert s.match("r").state is lc.State.UNFULFILLED
+    assert s.loads.active == {"v0": []}

@@ -332,9 +332,10 @@ class LifecycleService:
         """Nobody holds capacity for an ended request: this also frees a unit left by an
         attempt that crashed between its reservation and its transition (ADR 0006)."""
         doc = await self._decisions.get(request_id)
-        if doc is None or "lifecycle" not in doc:
-            return
-        match = decode(doc["lifecycle"])
+        if doc is not None and "lifecycle" in doc:
+            await self._release_holds(request_id, decode(doc["lifecycle"]))
+
+    async def _release_holds(self, request_id: str, match: lc.Match) -> None:
         if match.state not in lc.FINAL:
             return
         # (an unfulfilled request may keep volunteers who still come: they keep their unit)
@@ -429,6 +430,8 @@ class LifecycleService:
             entries = [outbox_entry(e, SOURCE) for e in events]
             if await self._decisions.save_lifecycle(request_id, doc["_v"], encode(match), entries):
                 self._on_events()
+                if before.state not in lc.FINAL:  # it just ended (unfulfilled, completed...)
+                    await self._release_holds(request_id, match)
                 return match
         raise Conflict(f"request {request_id} is changing too fast; retry")
 
