@@ -6,12 +6,15 @@ receiver that answers 500 first gets each event once; replay from a point in tim
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pymongo import AsyncMongoClient
 
 from zhumeng_contracts.events import (
     AssignmentCompleted,
@@ -25,6 +28,8 @@ from zhumeng_contracts.events import (
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import bearer, eventually, publish, request_body
 from zhumeng_kit.webhooks import Received, WebhookReceiver
+from zhumeng_notify.adapters.secret_box import SEALED, SecretBox
+from zhumeng_notify.adapters.subscription_store import SUBSCRIPTIONS, MongoSubscriptionStore
 
 pytestmark = pytest.mark.integration
 
@@ -304,8 +309,19 @@ async def test_a_receiver_failing_first_gets_each_event_once(
         await hook.stop()
 
 
+async def stored_subscription(platform: Platform, sub_id: str) -> dict[str, Any]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(platform.mongo.uri)
+    try:
+        coll = client[f"{platform.config.db_prefix}_notify"][SUBSCRIPTIONS]
+        doc = await coll.find_one({"_id": sub_id})
+        assert doc is not None
+        return doc
+    finally:
+        await client.close()
+
+
 async def test_subscription_api_guards_input_and_never_returns_the_secret(
-    notify: httpx.AsyncClient,
+    notify: httpx.AsyncClient, platform: Platform
 ) -> None:
     assert (await notify.get("/v1/subscriptions")).status_code == 401
     assert (
@@ -328,6 +344,8 @@ async def test_subscription_api_guards_input_and_never_returns_the_secret(
     )
     assert created.status_code == 201 and created.json()["secret"] is None
     sub_id = created.json()["id"]
+    stored = await stored_subscription(platform, sub_id)  # sealed at rest, never plain
+    assert stored["secret"].startswith(SEALED) and own_secret not in str(stored)
     listed = await notify.get("/v1/subscriptions", headers=AGENCY)
     assert sub_id in {s["id"] for s in listed.json()}
     assert own_secret not in listed.text and "secret" not in listed.json()[0]
@@ -339,3 +357,42 @@ async def test_subscription_api_guards_input_and_never_returns_the_secret(
     assert (await notify.get(f"/v1/subscriptions/{sub_id}", headers=AGENCY)).status_code == 404
     spec = (await notify.get("/v1/feeds/asyncapi.json")).json()
     assert set(spec["channels"]) == {"public.requests.v1", "public.assignments.v1"}
+
+
+async def test_start_up_seals_plain_and_retired_key_secrets_and_stops_on_unknown_ones(
+    platform: Platform,
+) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(platform.mongo.uri)
+    try:
+        db = client[f"seal_{secrets.token_hex(4)}"]
+        base = {
+            "owner": "agency_x",
+            "url": "https://a.example.org/h",
+            "created_at": datetime.now(UTC),
+        }
+        await db[SUBSCRIPTIONS].insert_many(
+            [
+                {"_id": "sub_plain", **base, "secret": "whsec_plain", "deleted_at": None},
+                {
+                    "_id": "sub_old",
+                    **base,
+                    "secret": SecretBox([old]).seal("whsec_old"),
+                    "deleted_at": None,
+                },
+            ]
+        )
+        store = MongoSubscriptionStore(db, SecretBox([new, old]))
+        await store.seal_secrets()
+        stored = {d["_id"]: d["secret"] async for d in db[SUBSCRIPTIONS].find()}
+        only_new = SecretBox([new])
+        assert {k: only_new.open(v) for k, v in stored.items()} == {
+            "sub_plain": "whsec_plain",
+            "sub_old": "whsec_old",
+        }
+        assert "whsec_" not in "".join(stored.values())
+        assert [s.secret for s in await store.active()] == ["whsec_old", "whsec_plain"]
+        with pytest.raises(RuntimeError, match="sub_"):  # a key was lost: stop, do not guess
+            await MongoSubscriptionStore(db, SecretBox([old])).seal_secrets()
+    finally:
+        await client.close()

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from zhumeng_contracts.envelope import EventMeta
 from zhumeng_contracts.events import PublicRequestPosted, PublicRequestStatusChanged
@@ -325,6 +326,7 @@ def test_subscription_input_is_validated() -> None:
 
 def test_settings_refuse_internal_webhooks_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZHUMENG_ENVIRONMENT", "production")
+    monkeypatch.setenv("ZHUMENG_AGENCY_SECRETS_KEYS", Fernet.generate_key().decode())
     assert not AgencyFeedSettings().loopback_allowed
     monkeypatch.setenv("ZHUMENG_AGENCY_WEBHOOK_ALLOW_LOOPBACK", "true")
     with pytest.raises(ValueError, match="production"):

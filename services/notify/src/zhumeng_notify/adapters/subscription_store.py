@@ -8,9 +8,11 @@ deterministic `_id` (event id | subscription [| replay]) and finished by an upda
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -20,6 +22,9 @@ from zhumeng_kit.mongo import Doc
 from zhumeng_kit.timers import Scheduler, get_timer, purge, timer_id
 
 from ..domain.subscriptions import Subscription
+from .secret_box import SecretBox
+
+log = logging.getLogger(__name__)
 
 WEBHOOK_TIMERS = "webhook_timers"
 SUBSCRIPTIONS = "agency_subscriptions"
@@ -27,21 +32,11 @@ DELIVERIES = "webhook_deliveries"
 REPLAYS = "feed_replays"
 
 
-def _subscription(doc: Doc) -> Subscription:
-    return Subscription(
-        id=doc["_id"],
-        owner=doc["owner"],
-        url=doc["url"],
-        event_types=tuple(doc.get("event_types") or ()),
-        townships=tuple(doc.get("townships") or ()),
-        secret=doc["secret"],
-        created_at=doc["created_at"],
-        description=doc.get("description", ""),
-    )
-
-
 class MongoSubscriptionStore:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    """Subscriptions keep their signing secret sealed (`SecretBox`), never in plain text."""
+
+    def __init__(self, db: AsyncDatabase[Doc], box: SecretBox) -> None:
+        self._box = box
         self._subs = db[SUBSCRIPTIONS]
         self._deliveries = db[DELIVERIES]
         self._replays = db[REPLAYS]
@@ -53,6 +48,38 @@ class MongoSubscriptionStore:
         )
         await self._replays.create_index([("state", ASCENDING)], name="by_state")
 
+    async def seal_secrets(self) -> None:
+        """At start-up: seal secrets stored in plain text or under a retired key, and fail at
+        once (not at the first delivery) when no configured key opens one."""
+        sealed = 0
+        async for doc in self._subs.find({}, {"secret": 1}):
+            try:
+                secret = self._box.open(doc["secret"])
+            except InvalidToken:
+                raise RuntimeError(
+                    f"ZHUMENG_AGENCY_SECRETS_KEYS opens no key of subscription {doc['_id']}"
+                ) from None
+            if self._box.needs_sealing(doc["secret"]):
+                await self._subs.update_one(
+                    {"_id": doc["_id"], "secret": doc["secret"]},
+                    {"$set": {"secret": self._box.seal(secret)}},
+                )
+                sealed += 1
+        if sealed:
+            log.info("sealed %d subscription secrets under the first key", sealed)
+
+    def _subscription(self, doc: Doc) -> Subscription:
+        return Subscription(
+            id=doc["_id"],
+            owner=doc["owner"],
+            url=doc["url"],
+            event_types=tuple(doc.get("event_types") or ()),
+            townships=tuple(doc.get("townships") or ()),
+            secret=self._box.open(doc["secret"]),
+            created_at=doc["created_at"],
+            description=doc.get("description", ""),
+        )
+
     # -- subscriptions --
 
     async def add(self, sub: Subscription) -> None:
@@ -63,7 +90,7 @@ class MongoSubscriptionStore:
                 "url": sub.url,
                 "event_types": list(sub.event_types),
                 "townships": list(sub.townships),
-                "secret": sub.secret,
+                "secret": self._box.seal(sub.secret),
                 "description": sub.description,
                 "created_at": sub.created_at,
                 "deleted_at": None,
@@ -72,14 +99,14 @@ class MongoSubscriptionStore:
 
     async def get(self, sub_id: str) -> Subscription | None:
         doc = await self._subs.find_one({"_id": sub_id, "deleted_at": None})
-        return None if doc is None else _subscription(doc)
+        return None if doc is None else self._subscription(doc)
 
     async def of_owner(self, owner: str | None) -> list[Subscription]:
         query: Doc = {"deleted_at": None}
         if owner is not None:
             query["owner"] = owner
         docs = await self._subs.find(query).sort("_id", ASCENDING).to_list()
-        return [_subscription(d) for d in docs]
+        return [self._subscription(d) for d in docs]
 
     async def active(self) -> list[Subscription]:
         return await self.of_owner(None)

@@ -16,13 +16,15 @@ new delivery marked with the replay id.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, to_structured
@@ -41,6 +43,10 @@ WEBHOOK_TIMER = "webhook"
 REPLAY_HEADER = "zhumeng-replay-id"
 Doc = dict[str, Any]
 Offsets = dict[tuple[str, int], int]
+
+
+# Development and tests only, refused in production (like the JWT secret): a Fernet key.
+DEV_SECRETS_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"zhumeng dev only").digest()).decode()
 
 
 class AgencyFeedSettings(BaseSettings):
@@ -68,9 +74,14 @@ class AgencyFeedSettings(BaseSettings):
         validation_alias=AliasChoices("ZHUMENG_NOTIFY_WEBHOOK_SECRET"),
     )
 
+    # Fernet keys sealing subscription secrets at rest, comma-separated, the sealing one first
+    secrets_keys: SecretStr = SecretStr(DEV_SECRETS_KEY)
+
     @model_validator(mode="after")
     def _safe_defaults(self) -> AgencyFeedSettings:
         production = self.environment == "production"
+        if production and DEV_SECRETS_KEY in self.secrets_keys.get_secret_value():
+            raise ValueError("ZHUMENG_AGENCY_SECRETS_KEYS must be set in production")
         if self.webhook_allow_loopback is None:
             self.webhook_allow_loopback = not production
         elif self.webhook_allow_loopback and production:

@@ -38,6 +38,7 @@ from zhumeng_kit.webhooks import (
     generate_secret,
 )
 
+from ..adapters.secret_box import SecretBox, keys_of
 from ..adapters.subscription_store import (
     WEBHOOK_TIMERS,
     MongoSubscriptionStore,
@@ -348,7 +349,8 @@ class AgencyFeeds:
 def install(runtime: ServiceRuntime, current: Current) -> AgencyFeeds:
     """Consumer of the public topics, delivery timers, replays and the HTTP API."""
     settings = AgencyFeedSettings()
-    store = MongoSubscriptionStore(runtime.db)
+    box = SecretBox(keys_of(settings.secrets_keys.get_secret_value()))  # bad keys: start-up fails
+    store = MongoSubscriptionStore(runtime.db, box)
     sender = WebhookSender(settings.webhook_timeout_s, max_connections=settings.webhook_concurrency)
     scheduler = Scheduler(
         runtime.db,
@@ -375,6 +377,7 @@ def install(runtime: ServiceRuntime, current: Current) -> AgencyFeeds:
     )
     scheduler.register(WEBHOOK_TIMER, feed.deliver)
     runtime.on_startup(store.ensure_indexes)
+    runtime.on_startup(store.seal_secrets)  # plain or retired-key secrets; unopenable: stop
     runtime.on_startup(lambda: ensure_timer_indexes(runtime.db, WEBHOOK_TIMERS))
     runtime.on_startup(feed.resume_replays)
     runtime.in_background(scheduler.run, once_started=True)
