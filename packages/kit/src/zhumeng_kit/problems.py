@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -93,6 +94,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request, exc.status_code, f"http-{exc.status_code}", str(exc.detail), str(exc.detail)
         )
+
+    @app.exception_handler(ConnectionFailure)
+    async def _database_unreachable(request: Request, exc: ConnectionFailure) -> JSONResponse:
+        # a dropped or unreachable database connection is the server's trouble and passes:
+        # 503 says "retry", and a POST retried with its Idempotency-Key is applied once
+        log.warning("database connection failed on %s: %s", request.url.path, type(exc).__name__)
+        response = problem_response(
+            request,
+            503,
+            "unavailable",
+            "Temporarily unavailable",
+            "the database did not answer; retry (a POST with the same Idempotency-Key)",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
