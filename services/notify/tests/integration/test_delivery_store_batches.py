@@ -6,18 +6,14 @@ delivery in flight is visible as pending."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 
 from zhumeng_contracts.events import NotificationDelivered
-from zhumeng_devstack.infra import FerretDBServer, document_server, free_port
-from zhumeng_kit.ids import new_id
-from zhumeng_kit.mongo import Doc, make_client
+from zhumeng_kit.mongo import Doc
 from zhumeng_notify.adapters.mongo import MongoDeliveryRepository, event_id
 from zhumeng_notify.app.ports import Completion, NewDelivery
 from zhumeng_notify.domain.model import Cause, Delivery, Receipt
@@ -25,29 +21,6 @@ from zhumeng_notify.domain.model import Cause, Delivery, Receipt
 pytestmark = pytest.mark.integration
 
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture(scope="module")
-def docdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDBServer]:
-    data: Path = tmp_path_factory.mktemp("store")
-    server = document_server(data / "docdb", free_port(), data / "docdb.log")
-    server.start()
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def deliveries(docdb: FerretDBServer) -> AsyncIterator[AsyncCollection[Doc]]:
-    client = make_client(docdb.uri, "notify-store-test")
-    coll: AsyncCollection[Doc] = client[new_id("zt")]["deliveries"]
-    await MongoDeliveryRepository(coll).ensure_indexes()
-    try:
-        yield coll
-    finally:
-        await client.close()
 
 
 def delivery(n: int, channel: str = "log") -> Delivery:

@@ -7,17 +7,13 @@ to a sender again once its outcome is durable."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 
-from zhumeng_devstack.infra import FerretDBServer, document_server, free_port
-from zhumeng_kit.ids import new_id
-from zhumeng_kit.mongo import Doc, make_client
+from zhumeng_kit.mongo import Doc
 from zhumeng_notify.adapters.mongo import MongoDeliveryRepository, event_id
 from zhumeng_notify.app.ports import Completion, NewDelivery
 from zhumeng_notify.domain.model import Delivery
@@ -28,29 +24,6 @@ pytestmark = pytest.mark.integration
 
 LEASE = timedelta(seconds=30)  # long enough for the batch path (one outcome document)
 SHORT = timedelta(seconds=5)  # too short for it: every outcome closes its claim, one by one
-
-
-@pytest.fixture(scope="module")
-def docdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDBServer]:
-    data: Path = tmp_path_factory.mktemp("crashes")
-    server = document_server(data / "docdb", free_port(), data / "docdb.log")
-    server.start()
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def deliveries(docdb: FerretDBServer) -> AsyncIterator[AsyncCollection[Doc]]:
-    client = make_client(docdb.uri, "notify-crash-test")
-    coll: AsyncCollection[Doc] = client[new_id("zc")]["deliveries"]
-    await MongoDeliveryRepository(coll).ensure_indexes()
-    try:
-        yield coll
-    finally:
-        await client.close()
 
 
 async def killed(*args: object, **kwargs: object) -> Any:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 from pymongo.asynchronous.collection import AsyncCollection
 
-from zhumeng_devstack.infra import FerretDBServer, document_server, free_port
+from zhumeng_devstack.infra import FerretDBServer, free_port
 from zhumeng_devstack.testing import bearer, eventually
 from zhumeng_kit.auth import principal_dependency
 from zhumeng_kit.ids import new_id
@@ -34,18 +33,6 @@ from zhumeng_notify.settings import NotifySettings
 pytestmark = pytest.mark.integration
 
 WAIT = 60.0  # a safety limit on a loaded machine, not a speed assertion
-
-
-@pytest.fixture(scope="module")
-def docdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDBServer]:
-    data: Path = tmp_path_factory.mktemp("sse")
-    server = document_server(data / "docdb", free_port(), data / "docdb.log")
-    server.start()
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
 
 
 class Service:
