@@ -2,13 +2,25 @@
 
 from datetime import UTC, datetime, time, timedelta
 
-from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
+from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, SlotRole, VolunteerRecord
 from zhumeng_contracts.events.common import GeoPoint, TimeWindow, WeeklySlot
 
 # Monday 2026-11-30, 09:00-11:00 Asia/Shanghai == 01:00-03:00 UTC
 MONDAY_9 = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 WINDOW = TimeWindow(start=MONDAY_9, end=MONDAY_9 + timedelta(hours=2))
 EVERY_DAY = [WeeklySlot(weekday=d, start=time(8), end=time(20)) for d in range(7)]
+# a small clinic's slots: two barbers (the haircut skill) and a dentist (a licence)
+BARBERS_AND_DENTIST = [
+    SlotRole(
+        role="barber", name_zh="理发师", name_en="Barber", required_skills=["haircut"], count=2
+    ),
+    SlotRole(
+        role="dentist",
+        name_zh="牙医",
+        name_en="Dentist",
+        required_certifications=["dentist_license"],
+    ),
+]
 
 
 def service(**kw: object) -> ServiceTypeRecord:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from zhumeng_contracts.events import RequestCancelled, ServiceTypeRecord, SlotRole
+from zhumeng_contracts.events import RequestCancelled, ServiceTypeRecord
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.problems import Conflict, Unprocessable
 from zhumeng_kit.views import View
@@ -23,23 +23,13 @@ from zhumeng_matching.app.ports import Reservation
 from zhumeng_matching.domain import lifecycle as lc
 from zhumeng_matching.domain.index import VolunteerIndex
 from zhumeng_matching.domain.policy import NEWCOMER_COMPLETIONS, VolunteerStats
-from zhumeng_matching.examples import WINDOW, request, service, volunteer
+from zhumeng_matching.examples import BARBERS_AND_DENTIST, WINDOW, request, service, volunteer
 from zhumeng_matching.fakes import FakeLoads
 
 pytestmark = pytest.mark.unit
 Doc = dict[str, Any]
 NOW = WINDOW.start - timedelta(days=1)
-ROLES = [
-    SlotRole(
-        role="barber", name_zh="理发师", name_en="Barber", required_skills=["haircut"], count=2
-    ),
-    SlotRole(
-        role="dentist",
-        name_zh="牙医",
-        name_en="Dentist",
-        required_certifications=["dentist_license"],
-    ),
-]
+ROLES = BARBERS_AND_DENTIST
 COORDINATOR = Principal("coord", frozenset({"coordinator"}))
 
 

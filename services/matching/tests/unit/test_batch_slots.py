@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, SlotRole, VolunteerRecord
+from zhumeng_contracts.events import RequestPosted, ServiceTypeRecord, VolunteerRecord
 from zhumeng_matching.domain.batch import (
     BatchResult,
     Opening,
@@ -25,21 +25,11 @@ from zhumeng_matching.domain.policy import (
     score,
 )
 from zhumeng_matching.domain.teams import role_service
-from zhumeng_matching.examples import request, service, volunteer
+from zhumeng_matching.examples import BARBERS_AND_DENTIST, request, service, volunteer
 
 pytestmark = pytest.mark.unit
 VETERAN = VolunteerStats(completed=NEWCOMER_COMPLETIONS)  # their own capacity, not 1
-ROLES = [
-    SlotRole(
-        role="barber", name_zh="理发师", name_en="Barber", required_skills=["haircut"], count=2
-    ),
-    SlotRole(
-        role="dentist",
-        name_zh="牙医",
-        name_en="Dentist",
-        required_certifications=["dentist_license"],
-    ),
-]
+ROLES = BARBERS_AND_DENTIST
 SERVICES = {
     "haircut": service(matching_mode="batch"),
     "clinic": service(id="clinic", required_skills=[], matching_mode="batch", slot_roles=ROLES),
