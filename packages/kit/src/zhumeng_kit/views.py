@@ -2,7 +2,9 @@
 
 Every replica reads every partition (no consumer group), so each holds the whole view. The
 view is `ready` once it has read up to the end offsets the topics had when it started, so a
-service never decides on a half-loaded catalog.
+service never decides on a half-loaded catalog; `caught_up` does the same later, on demand,
+for a record that may have been written a moment ago (a request for a service type created
+just before it, ADR 0015).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from zhumeng_contracts.envelope import EnvelopeError, EventMeta, decode
 from zhumeng_contracts.events import Event
@@ -68,6 +70,27 @@ class CompactedTopicsReader:
         self._client_id = client_id
         self.ready = asyncio.Event()
         self.rejected = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition
+        self._progress = asyncio.Condition()
+
+    async def caught_up(self, topic: str, within: float = 10.0) -> None:
+        """Return once the view of `topic` holds every record written to it before this call.
+
+        Raises TimeoutError if that takes longer than `within` seconds (the broker unreachable)."""
+        async with asyncio.timeout(within):
+            await self.ready.wait()
+            consumer = self._consumer
+            if consumer is None:
+                raise ConnectionError("the catalog reader is restarting")
+            parts = [tp for tp in self._positions if tp.topic == topic]
+            targets = await consumer.end_offsets(parts)
+
+            def reached() -> bool:
+                return all(self._positions.get(tp, 0) >= end for tp, end in targets.items())
+
+            async with self._progress:
+                await self._progress.wait_for(reached)
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -82,6 +105,8 @@ class CompactedTopicsReader:
             parts = await all_partitions(consumer, self._views)
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
+            self._positions = dict.fromkeys(parts, 0)
+            self._consumer = consumer
             targets = {tp: off for tp, off in (await consumer.end_offsets(parts)).items() if off}
             if not targets:
                 self.ready.set()
@@ -92,14 +117,20 @@ class CompactedTopicsReader:
                         await self._apply(rec)
                     if tp in targets and records and records[-1].offset + 1 >= targets[tp]:
                         del targets[tp]
+                # the position, not the last record: it also steps over transaction markers
+                for tp in self._positions:
+                    self._positions[tp] = await consumer.position(tp)
+                async with self._progress:
+                    self._progress.notify_all()
                 if not self.ready.is_set():
                     for tp in list(targets):
-                        if await consumer.position(tp) >= targets[tp]:
+                        if self._positions[tp] >= targets[tp]:
                             del targets[tp]
                     if not targets:
                         log.info("views ready: %s", {t: len(v) for t, v in self._views.items()})
                         self.ready.set()
         finally:
+            self._consumer = None
             await consumer.stop()
 
     async def _apply(self, rec: Any) -> None:

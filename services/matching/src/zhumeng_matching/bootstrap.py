@@ -96,7 +96,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     service_types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
     teams: View[TeamRecord] = View(TeamRecord)
     places: View[PlaceRecord] = View(PlaceRecord)
-    runtime.views(
+    catalog = runtime.views(
         {
             VolunteerRecord.TOPIC: volunteers,
             ServiceTypeRecord.TOPIC: service_types,
@@ -145,6 +145,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
         offers=lifecycle,
         escalation=escalation,
         pooled={"team": pooled.teams, "batch": pooled.batch, "trip": pooled.trips},
+        catch_up=catalog.caught_up,
     )
 
     async def on_posted(meta: EventMeta, event: Any) -> None:

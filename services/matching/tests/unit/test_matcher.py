@@ -3,7 +3,7 @@ and a crash between taking capacity and recording the decision."""
 
 import pytest
 
-from zhumeng_contracts.events import ServiceTypeRecord
+from zhumeng_contracts.events import ServiceTypeRecord, VolunteerRecord
 from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.views import View
 from zhumeng_matching.app.matcher import Matcher
@@ -73,6 +73,56 @@ async def test_unknown_service_type_is_permanent() -> None:
     matcher, _, _ = make()
     with pytest.raises(PermanentError):
         await matcher.on_request_posted("e1", request(request_id="r1", service_type_id="nope"))
+
+
+class Catalog:
+    """The topics as written; the matcher's views read them only on a catch-up."""
+
+    def __init__(self, index: VolunteerIndex, types: View[ServiceTypeRecord]) -> None:
+        self.index, self.types = index, types
+        self.written: dict[str, list[ServiceTypeRecord | VolunteerRecord]] = {}
+        self.caught_up: list[str] = []
+
+    async def catch_up(self, topic: str) -> None:
+        self.caught_up.append(topic)
+        for record in self.written.pop(topic, []):
+            if isinstance(record, ServiceTypeRecord):
+                self.types.apply(record.id, record)
+            else:
+                self.index.put(record)
+
+
+def with_catalog(n: int) -> tuple[Matcher, Catalog, FakeDecisions]:
+    index = VolunteerIndex()
+    for i in range(n):
+        index.put(volunteer(f"v{i}", lon=118.24 + i * 0.01))
+    types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
+    catalog, decisions = Catalog(index, types), FakeDecisions()
+    matcher = Matcher(index, types, FakeLoads(), decisions, catch_up=catalog.catch_up)
+    return matcher, catalog, decisions
+
+
+async def test_a_service_type_written_just_before_the_request_is_read_not_dead_lettered() -> None:
+    matcher, catalog, _ = with_catalog(n=1)
+    catalog.written[ServiceTypeRecord.TOPIC] = [service()]
+    assert await matcher.on_request_posted("e1", request(request_id="r1")) == "assigned"
+    assert catalog.caught_up == [ServiceTypeRecord.TOPIC]
+    with pytest.raises(PermanentError):  # still unknown once read up to now
+        await matcher.on_request_posted("e2", request(request_id="r2", service_type_id="nope"))
+
+
+async def test_a_volunteer_registered_just_before_is_read_before_calling_it_unmatched() -> None:
+    matcher, catalog, decisions = with_catalog(n=0)
+    await catalog.catch_up(ServiceTypeRecord.TOPIC)
+    catalog.types.apply("haircut", service())
+    catalog.written[VolunteerRecord.TOPIC] = [volunteer("v_new")]
+    assert await matcher.on_request_posted("e1", request(request_id="r1")) == "assigned"
+    assert decisions.docs["r1"]["volunteer_id"] == "v_new"
+    # a request somebody can take right away asks nothing of the catalog
+    catalog.caught_up.clear()
+    catalog.index.put(volunteer("v_other", lon=118.25))
+    assert await matcher.on_request_posted("e2", request(request_id="r2")) == "assigned"
+    assert catalog.caught_up == []
 
 
 async def test_every_slot_is_filled_by_a_different_volunteer() -> None:

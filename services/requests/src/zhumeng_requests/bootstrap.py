@@ -27,7 +27,7 @@ def build(settings: RequestsSettings | None = None) -> FastAPI:
     runtime = ServiceRuntime("requests", settings)
     repo = MongoRequestRepository(runtime.db)
     catalog = CatalogViews()
-    runtime.views(dict(catalog.topics()))
+    catalog.reader = runtime.views(dict(catalog.topics()))
     relay = runtime.outbox_relay([COLLECTION])
     service = RequestService(repo, catalog, on_events=relay.wake)
     runtime.on_startup(repo.ensure_indexes)

@@ -29,6 +29,7 @@ from zhumeng_kit.problems import (
     Conflict,
     Forbidden,
     NotFound,
+    ServiceUnavailable,
     Unprocessable,
     install_problem_handlers,
 )
@@ -49,11 +50,26 @@ ADMIN = Principal("a1", frozenset({"admin"}))
 
 
 class FakeCatalog:
+    """Knows the haircut type and a township with one village. A type named in `written` was
+    written to the catalog but not read yet: the next catch-up reads it."""
+
+    def __init__(self, written: tuple[str, ...] = ()) -> None:
+        self.written = set(written)
+        self.read: set[str] = {"haircut"}
+        self.catch_ups = 0
+        self.unreachable = False
+
+    async def catch_up(self) -> None:
+        if self.unreachable:
+            raise TimeoutError
+        self.catch_ups += 1
+        self.read |= self.written
+
     def service_type(self, id: str) -> ServiceTypeRecord | None:
-        if id != "haircut":
+        if id not in self.read:
             return None
         return ServiceTypeRecord(
-            id="haircut",
+            id=id,
             name_zh="理发",
             name_en="Haircut",
             category="care",
@@ -239,6 +255,29 @@ async def test_unprocessable_input(
     with pytest.raises(Unprocessable) as err:
         await service.post(RESIDENT, body(**kw), "k1", now=NOW)
     assert err.value.extensions["field"] == field
+    assert repo.docs == {}
+
+
+async def test_a_service_type_written_a_moment_ago_is_read_before_it_is_called_unknown() -> None:
+    catalog = FakeCatalog(written=("dental",))
+    service = RequestService(FakeRepo(), catalog)
+    posted = await service.post(RESIDENT, body(service_type_id="dental"), "k1", now=NOW)
+    assert posted.doc["service_type_id"] == "dental" and catalog.catch_ups == 1
+    await service.post(RESIDENT, body(), "k2", now=NOW)
+    assert catalog.catch_ups == 1  # ids the view knows cost nothing
+    with pytest.raises(Unprocessable):
+        await service.post(RESIDENT, body(service_type_id="nope"), "k3", now=NOW)
+    assert catalog.catch_ups == 2
+
+
+async def test_an_unreadable_catalog_is_unavailable_not_unknown() -> None:
+    catalog = FakeCatalog(written=("dental",))
+    catalog.unreachable = True
+    repo = FakeRepo()
+    with pytest.raises(ServiceUnavailable):
+        await RequestService(repo, catalog).post(
+            RESIDENT, body(service_type_id="dental"), "k1", now=NOW
+        )
     assert repo.docs == {}
 
 

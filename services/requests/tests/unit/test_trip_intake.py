@@ -69,6 +69,9 @@ class Catalog:
     def place(self, id: str) -> PlaceRecord | None:
         return PLACES.get(id)
 
+    async def catch_up(self) -> None:
+        """Every record is read already."""
+
 
 class Repo:
     def __init__(self) -> None:

@@ -5,7 +5,8 @@
 2. a volunteer already holding capacity for this request (a crash after step 3) is reused;
 3. otherwise the index's best-first search gives the few best candidates (more if needed) and
    the best one whose capacity can be taken atomically wins (a stale cache only costs a failed
-   attempt, never an over-commitment); only when none can, the full pass over every nearby
+   attempt, never an over-commitment); only when none can, the catalog view reads up to now
+   (a volunteer registered a moment ago counts, ADR 0015) and the full pass over every nearby
    volunteer (`VolunteerIndex.full_rank`) gives the reasons of the "unmatched" outcome;
 4. finish: outcome and its event go into the decision document in one write (outbox).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -23,6 +24,7 @@ from zhumeng_contracts.events import (
     RequestPosted,
     RequestUnmatched,
     ServiceTypeRecord,
+    VolunteerRecord,
 )
 from zhumeng_contracts.events.matching import MatchMode
 from zhumeng_kit.consumer import PermanentError
@@ -69,7 +71,10 @@ class Matcher:
         offers: OfferCascade | None = None,
         escalation: EscalationService | None = None,
         pooled: Mapping[str, PooledMode] | None = None,
+        catch_up: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        # reads a catalog topic up to now (CompactedTopicsReader.caught_up); raises on timeout
+        self._catch_up = catch_up
         self._offers = offers
         self._escalation = escalation
         self._pooled = dict(pooled or {})  # matching mode -> where its requests wait
@@ -94,6 +99,10 @@ class Matcher:
         if decision["state"] != "deciding":
             return str(decision["state"])  # redelivered: decided before
         service = self._service_types.get(request.service_type_id)
+        if service is None and self._catch_up is not None:
+            # created a moment before the request: the view may not have read it yet
+            await self._catch_up(ServiceTypeRecord.TOPIC)
+            service = self._service_types.get(request.service_type_id)
         if service is None:
             raise PermanentError(f"unknown service type {request.service_type_id}")
         if service.needs_review and self._escalation is not None:
@@ -136,7 +145,10 @@ class Matcher:
         if chosen:
             return await self._assign(request, chosen, max(1, considered))
         # nobody could take it: the full pass over every nearby volunteer gives the reasons
-        # (computed only now; the best-first search does not look at everyone)
+        # (computed only now; the best-first search does not look at everyone), on a view
+        # that has read every volunteer registered before now
+        if self._catch_up is not None:
+            await self._catch_up(VolunteerRecord.TOPIC)
         ranking = self._index.full_rank(request, service, self._loads.cached())
         # (a volunteer the cache still shows free but whose reservation failed: no capacity)
         for candidate in ranking.candidates:

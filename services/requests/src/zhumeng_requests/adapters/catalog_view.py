@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from zhumeng_contracts.events import PlaceRecord, ServiceTypeRecord
-from zhumeng_kit.views import View
+from zhumeng_kit.views import CompactedTopicsReader, View
 
 
 class CatalogViews:
     def __init__(self) -> None:
         self.service_types: View[ServiceTypeRecord] = View(ServiceTypeRecord)
         self.places: View[PlaceRecord] = View(PlaceRecord)
+        self.reader: CompactedTopicsReader | None = None  # set by the composition root
 
     def topics(self) -> dict[str, View[ServiceTypeRecord] | View[PlaceRecord]]:
         return {
@@ -22,3 +23,8 @@ class CatalogViews:
 
     def place(self, id: str) -> PlaceRecord | None:
         return self.places.get(id)
+
+    async def catch_up(self) -> None:
+        if self.reader is not None:
+            for topic in self.topics():
+                await self.reader.caught_up(topic)

@@ -17,6 +17,10 @@ class Catalog(Protocol):
 
     def place(self, id: str) -> PlaceRecord | None: ...
 
+    async def catch_up(self) -> None:
+        """Read every catalog record written before now (raises TimeoutError when it can't)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Page:

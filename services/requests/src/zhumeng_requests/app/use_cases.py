@@ -19,7 +19,13 @@ from zhumeng_kit.auth import Principal
 from zhumeng_kit.consumer import PermanentError
 from zhumeng_kit.ids import new_id
 from zhumeng_kit.outbox import append_events, new_document, outbox_entry
-from zhumeng_kit.problems import Conflict, Forbidden, NotFound, Unprocessable
+from zhumeng_kit.problems import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unprocessable,
+)
 
 from ..domain import public_feed
 from ..domain.lifecycle import LifecycleEvent, RequestState, transition
@@ -79,6 +85,7 @@ class RequestService:
         # The common case is a new key: validate and insert, and only look the key up when
         # the insert says it is taken (or when validation fails: a replay of a request the
         # catalog no longer accepts still returns the original).
+        await self._catalog_up_to_date(body)
         try:
             service_type, place = self._validate(body, now)
             dropoff = self._validate_dropoff(body, service_type)
@@ -146,6 +153,20 @@ class RequestService:
             return self._replay(raced, fingerprint)
         self._on_events()
         return Posted(doc, replayed=False)
+
+    async def _catalog_up_to_date(self, body: NewRequest) -> None:
+        """A service type or place created a moment ago may not have reached this view yet:
+        read the catalog up to now once before calling an id unknown (ADR 0015)."""
+        places = [body.place_id] + ([body.dropoff_place_id] if body.dropoff_place_id else [])
+        known = self._catalog.service_type(body.service_type_id) is not None and all(
+            self._catalog.place(p) is not None for p in places
+        )
+        if known:
+            return
+        try:
+            await self._catalog.catch_up()
+        except (TimeoutError, ConnectionError) as exc:
+            raise ServiceUnavailable("the catalog could not be read; retry") from exc
 
     def _validate(self, body: NewRequest, now: datetime) -> tuple[ServiceTypeRecord, PlaceRecord]:
         service_type = self._catalog.service_type(body.service_type_id)
