@@ -9,6 +9,8 @@ from zhumeng_contracts.events.common import GeoPoint, TimeWindow, WeeklySlot
 MONDAY_9 = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 WINDOW = TimeWindow(start=MONDAY_9, end=MONDAY_9 + timedelta(hours=2))
 EVERY_DAY = [WeeklySlot(weekday=d, start=time(8), end=time(20)) for d in range(7)]
+# on call day and night: for tests whose window opens within the hour, whatever the hour
+ROUND_THE_CLOCK = [WeeklySlot(weekday=d, start=time(0), end=time(23, 59)) for d in range(7)]
 # a small clinic's slots: two barbers (the haircut skill) and a dentist (a licence)
 BARBERS_AND_DENTIST = [
     SlotRole(

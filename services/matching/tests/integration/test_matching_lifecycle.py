@@ -5,6 +5,7 @@ releases the volunteer."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,10 +28,15 @@ pytestmark = pytest.mark.integration
 ADMIN = bearer("admin_lc", "admin")
 
 
-def posted() -> RequestPosted:
+OnCall = Callable[[str, int], Awaitable[tuple[str, list[str]]]]
+
+
+async def posted(on_call: OnCall) -> RequestPosted:
+    """A request of a type only two volunteers on call at any hour can take (conftest)."""
+    service_id, _ = await on_call("lc", 2)
     # the window opens within the next hour: check-in is allowed from two hours before
     start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=30)
-    return longxun_request("neighbour_help", prefix="req_lc", start=start)
+    return longxun_request(service_id, prefix="req_lc", start=start)
 
 
 async def events_of(platform: Platform, request_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -62,8 +68,10 @@ async def load_of(platform: Platform, volunteer_id: str) -> dict[str, Any]:
         await client.close()
 
 
-async def test_check_in_check_out_credits_hours_and_releases_capacity(platform: Platform) -> None:
-    event = posted()
+async def test_check_in_check_out_credits_hours_and_releases_capacity(
+    platform: Platform, on_call: OnCall
+) -> None:
+    event = await posted(on_call)
     await publish_request(platform.kafka.bootstrap, event)
     (a,) = await assigned(platform, event.request_id)
     vid, asg, code = a["volunteer_id"], a["assignment_id"], a["checkin_code"]
@@ -105,8 +113,8 @@ async def test_check_in_check_out_credits_hours_and_releases_capacity(platform: 
     await eventually(released, within=30, what="the volunteer's capacity back")
 
 
-async def test_no_show_reassigns_to_someone_else(platform: Platform) -> None:
-    event = posted()
+async def test_no_show_reassigns_to_someone_else(platform: Platform, on_call: OnCall) -> None:
+    event = await posted(on_call)
     await publish_request(platform.kafka.bootstrap, event)
     (first,) = await assigned(platform, event.request_id)
     base = f"/v1/matches/{event.request_id}/assignments/{first['assignment_id']}"
@@ -120,8 +128,8 @@ async def test_no_show_reassigns_to_someone_else(platform: Platform) -> None:
     assert second["slot"] == first["slot"] == 1
 
 
-async def test_cancellation_releases_the_volunteer(platform: Platform) -> None:
-    event = posted()
+async def test_cancellation_releases_the_volunteer(platform: Platform, on_call: OnCall) -> None:
+    event = await posted(on_call)
     await publish_request(platform.kafka.bootstrap, event)
     (a,) = await assigned(platform, event.request_id)
     cancel = RequestCancelled(

@@ -4,7 +4,7 @@ volunteer's explanation figures for the next request; redelivered events change 
 from __future__ import annotations
 
 import json
-import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,12 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from zhumeng_contracts.envelope import EventMeta
-from zhumeng_contracts.events import (
-    AssignmentCompleted,
-    RequestPosted,
-    RequestRated,
-    ServiceTypeRecord,
-)
+from zhumeng_contracts.events import AssignmentCompleted, RequestPosted, RequestRated
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import (
     bearer,
@@ -29,7 +24,6 @@ from zhumeng_devstack.testing import (
     publish_request,
     read_topic,
 )
-from zhumeng_matching.examples import EVERY_DAY, volunteer
 
 pytestmark = pytest.mark.integration
 
@@ -86,25 +80,13 @@ def soon(service_type_id: str) -> RequestPosted:
     return posted
 
 
-async def test_completion_and_rating_change_the_next_explanation(platform: Platform) -> None:
-    tag = secrets.token_hex(4)
-    skill, vid = f"stats_skill_{tag}", f"vol_stats_{tag}"
-    # the only volunteer with this skill, so every request of the type is theirs
-    service = ServiceTypeRecord(
-        id=f"stats_svc_{tag}",
-        name_zh="测试",
-        name_en="Test",
-        category="care",
-        required_skills=[skill],
-        default_duration_min=30,
-        target_claim_min=60,
-        version=1,
-    )
-    vol = volunteer(vid, lat=25.492, lon=118.243, skills=[skill], availability=EVERY_DAY)
-    await publish(platform.kafka.bootstrap, service)
-    await publish(platform.kafka.bootstrap, vol.model_copy(update={"capacity": 3}))
+async def test_completion_and_rating_change_the_next_explanation(
+    platform: Platform, on_call: Callable[[str, int], Awaitable[tuple[str, list[str]]]]
+) -> None:
+    # the only volunteer with the type's skill, so every request of the type is theirs
+    service_id, (vid,) = await on_call("stats", 1)
 
-    first = soon(service.id)
+    first = soon(service_id)
     await publish_request(platform.kafka.bootstrap, first)
     a1 = await assignment_of(platform, first.request_id)
     assert a1["volunteer_id"] == vid
@@ -144,7 +126,7 @@ async def test_completion_and_rating_change_the_next_explanation(platform: Platf
     await eventually(redeliveries_done, within=90, what="the stats consumer past the redeliveries")
     doc = await matching_doc(platform, "volunteer_stats", vid)
     assert (doc["completed"], doc["stars_n"], doc["stars_sum"]) == (1, 1, 5)  # applied once
-    assert doc["by_type"] == {service.id: 1} and first.request_id in doc["rated"]
+    assert doc["by_type"] == {service_id: 1} and first.request_id in doc["rated"]
 
     async def released() -> bool:
         load = await matching_doc(platform, "loads", vid)
@@ -152,7 +134,7 @@ async def test_completion_and_rating_change_the_next_explanation(platform: Platf
 
     await eventually(released, within=60, what="the newcomer's one assignment given back")
 
-    second = soon(service.id)
+    second = soon(service_id)
     await publish_request(platform.kafka.bootstrap, second)
     after = figures(await assignment_of(platform, second.request_id))
     assert after["experience"] == 0.2  # one completion of this type out of five
