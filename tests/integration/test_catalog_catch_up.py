@@ -1,19 +1,28 @@
 """A service's catalog view reads "up to now" on demand (ADR 0015): a record written just
 before the call is in the view when `caught_up` returns, also after a transaction's commit
-marker, which no record follows."""
+marker, which no record follows; a service type created a moment before a request for it is
+known to requests and to matching."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from zhumeng_contracts.envelope import EventMeta, encode
 from zhumeng_contracts.events import ServiceTypeRecord
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import publish
+from zhumeng_devstack.testing import (
+    bearer,
+    create_service_type,
+    eventually,
+    publish,
+    read_topic,
+    request_body,
+)
 from zhumeng_kit.views import CompactedTopicsReader, View
 from zhumeng_matching.examples import service
 
@@ -57,3 +66,39 @@ async def test_a_record_written_just_before_is_in_the_view(platform: Platform) -
         await producer.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_request_for_a_service_type_created_a_moment_ago_reaches_a_decision(
+    platform: Platform,
+) -> None:
+    """Created through the catalog API and posted at once: requests accepts it, matching
+    decides it (before ADR 0015: 422, or accepted and then dead-lettered as unknown)."""
+    resident = bearer("res_catch_up", "resident")
+    posted: list[str] = []
+    async with httpx.AsyncClient(base_url=platform.url("requests"), timeout=30) as api:
+        for i in range(3):
+            sid = await create_service_type(platform, "fresh")
+            created = await api.post(
+                "/v1/requests",
+                json=request_body(sid, "pl_longxun_v1"),
+                headers={**resident, "Idempotency-Key": f"catch-up-{sid}-{i}"},
+            )
+            assert created.status_code == 201, created.text
+            posted.append(created.json()["id"])
+
+    async def decided() -> set[str] | None:
+        outcomes = {
+            dict(r.headers)["ce_subject"].decode()
+            for r in await read_topic(platform.kafka.bootstrap, "matching.events.v1")
+            if dict(r.headers).get("ce_type")
+            in (b"zhumeng.volunteer.assigned.v1", b"zhumeng.request.unmatched.v1")
+        }
+        return outcomes if set(posted) <= outcomes else None
+
+    await eventually(decided, within=90, what="matching's outcome for every request")
+    dead = [
+        r
+        for r in await read_topic(platform.kafka.bootstrap, "requests.events.v1.dlq")
+        if dict(r.headers).get("ce_subject", b"").decode() in posted
+    ]
+    assert dead == []

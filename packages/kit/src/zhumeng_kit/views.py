@@ -74,8 +74,8 @@ class CompactedTopicsReader:
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition
         self._progress = asyncio.Condition()
 
-    async def caught_up(self, topic: str, within: float = 10.0) -> None:
-        """Return once the view of `topic` holds every record written to it before this call.
+    async def caught_up(self, *topics: str, within: float = 10.0) -> None:
+        """Return once the views of `topics` hold every record written to them before now.
 
         Raises TimeoutError if that takes longer than `within` seconds (the broker unreachable)."""
         async with asyncio.timeout(within):
@@ -83,7 +83,7 @@ class CompactedTopicsReader:
             consumer = self._consumer
             if consumer is None:
                 raise ConnectionError("the catalog reader is restarting")
-            parts = [tp for tp in self._positions if tp.topic == topic]
+            parts = [tp for tp in self._positions if tp.topic in topics]
             targets = await consumer.end_offsets(parts)
 
             def reached() -> bool:

@@ -26,5 +26,4 @@ class CatalogViews:
 
     async def catch_up(self) -> None:
         if self.reader is not None:
-            for topic in self.topics():
-                await self.reader.caught_up(topic)
+            await self.reader.caught_up(*self.topics())
