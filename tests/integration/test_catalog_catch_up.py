@@ -23,6 +23,7 @@ from zhumeng_devstack.testing import (
     read_topic,
     request_body,
 )
+from zhumeng_kit.kafka import end_offsets_of
 from zhumeng_kit.views import CompactedTopicsReader, View
 from zhumeng_matching.examples import service
 
@@ -62,6 +63,8 @@ async def test_a_record_written_just_before_is_in_the_view(platform: Platform) -
         await reader.caught_up(TOPIC, within=30)
         assert view.get(record.id) == record
         await reader.caught_up(TOPIC, within=5)  # nothing new: returns at once
+        ends = await end_offsets_of(platform.kafka.bootstrap, [TOPIC])
+        assert reader.positions() == {TOPIC: {p: end for (_, p), end in ends.items()}}
     finally:
         await producer.stop()
         task.cancel()

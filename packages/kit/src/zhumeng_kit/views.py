@@ -92,6 +92,14 @@ class CompactedTopicsReader:
             async with self._progress:
                 await self._progress.wait_for(reached)
 
+    def positions(self) -> dict[str, dict[int, int]]:
+        """topic -> partition -> the next offset the view will read (operations: how far it
+        trails its topics)."""
+        out: dict[str, dict[int, int]] = {}
+        for tp, offset in self._positions.items():
+            out.setdefault(tp.topic, {})[tp.partition] = offset
+        return out
+
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,

@@ -206,7 +206,7 @@ def build(settings: MatchingSettings | None = None) -> FastAPI:
     app = create_app(
         runtime,
         [
-            router(decisions, index, current),
+            router(decisions, index, catalog, current),
             lifecycle_router(lifecycle, decisions, index, current),
             coordinator_router(reviews, lifecycle, current),
             *pooled.routers(current),

@@ -5,7 +5,6 @@ and, for tests whose window opens within the hour, volunteers on call at any hou
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from zhumeng_contracts.events import ServiceTypeRecord
 from zhumeng_devstack.stack import Platform
-from zhumeng_devstack.testing import bearer, publish
+from zhumeng_devstack.testing import bearer, catalog_read, publish
 from zhumeng_matching.examples import ROUND_THE_CLOCK, volunteer
 from zhumeng_matching.examples import service as example_service
 
@@ -48,7 +47,7 @@ def pooled_service_type(platform: Platform) -> ServiceTypeFactory:
             }
         )
         await publish(platform.kafka.bootstrap, record)
-        await asyncio.sleep(4)  # topic -> the services' views
+        await catalog_read(platform.url("matching"), platform.kafka.bootstrap)
         return sid
 
     return create

@@ -19,6 +19,7 @@ from zhumeng_devstack.infra import free_port
 from zhumeng_devstack.stack import Platform, ServiceProcess
 from zhumeng_devstack.testing import (
     bearer,
+    catalog_read,
     eventually,
     longxun_request,
     publish_request,
@@ -54,6 +55,7 @@ async def two_replicas(platform: Platform) -> AsyncIterator[ServiceProcess]:
 
 @pytest.fixture(scope="module")
 async def batch_service(
+    platform: Platform,
     two_replicas: ServiceProcess,
     pooled_service_type: Callable[..., Awaitable[str]],
     catalog_volunteer: Callable[..., Awaitable[None]],
@@ -65,8 +67,9 @@ async def batch_service(
     for i, vid in enumerate(volunteers):
         home = {"lat": 25.47 + 0.01 * i, "lon": 118.22 + 0.007 * (i % 3)}
         await catalog_volunteer(vid, [skill], capacity=1, home=home, radius_km=25)
-    await asyncio.sleep(3)  # the volunteers reach both replicas' indexes
     sid = await pooled_service_type("batch_test", matching_mode="batch", required_skills=[skill])
+    for matching in (platform.url("matching"), two_replicas.url):
+        await catalog_read(matching, platform.kafka.bootstrap, [*volunteers, sid])
     return {"service": sid, "volunteers": volunteers}
 
 
@@ -146,8 +149,9 @@ async def test_the_batch_assigns_what_greedy_leaves_over(
     await catalog_volunteer(near, [skill], capacity=1, home=LONGXUN, radius_km=10)
     far_home = {"lat": LONGXUN["lat"] + 0.0675, "lon": LONGXUN["lon"]}  # 7.5 km north
     await catalog_volunteer(north, [skill], capacity=1, home=far_home, radius_km=12)
-    await asyncio.sleep(3)
     sid = await pooled_service_type("batch_q", matching_mode="batch", required_skills=[skill])
+    for matching in (platform.url("matching"), two_replicas.url):
+        await catalog_read(matching, platform.kafka.bootstrap, [near, north, sid])
     first = longxun_request(sid, prefix="req_bq1")  # at Longxun: both can come
     south = GeoPoint(lat=LONGXUN["lat"] - 0.081, lon=LONGXUN["lon"])  # 9 km south
     second = longxun_request(sid, prefix="req_bq2").model_copy(update={"location": south})

@@ -18,6 +18,7 @@ import pytest
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import (
     bearer,
+    catalog_read,
     create_service_type,
     eventually,
     longxun_request,
@@ -65,8 +66,8 @@ async def test_one_window_puts_three_different_volunteers_on_a_three_slot_reques
     for i, vid in enumerate(volunteers):
         home = {"lat": 25.47 + 0.008 * i, "lon": 118.23 + 0.006 * (i % 3)}
         await catalog_volunteer(vid, [skill], capacity=3, home=home, radius_km=25)
-    await asyncio.sleep(3)  # the volunteers reach matching's index
     sid = await pooled_service_type("batch_slots", matching_mode="batch", required_skills=[skill])
+    await catalog_read(platform.url("matching"), platform.kafka.bootstrap, volunteers)
     big = longxun_request(sid, prefix="req_bs3", slots=3)
     singles = [longxun_request(sid, prefix="req_bs1") for _ in range(2)]
     await asyncio.gather(*(publish_request(platform.kafka.bootstrap, e) for e in (big, *singles)))
@@ -137,7 +138,6 @@ async def test_a_coordinator_assigns_a_slot_of_a_role_the_volunteer_fits(
     await catalog_volunteer(dentist, [], certifications=[dent])
     await catalog_volunteer(dentist2, [], certifications=[dent])
     await catalog_volunteer(cook, ["cooking"])
-    await asyncio.sleep(3)
 
     def role(slug: str, count: int = 1, **needs: list[str]) -> dict[str, Any]:
         return {"role": slug, "name_zh": slug, "name_en": slug.title(), "count": count, **needs}
@@ -152,7 +152,9 @@ async def test_a_coordinator_assigns_a_slot_of_a_role_the_volunteer_fits(
             role("dentist", required_certifications=[dent]),
         ],
     )
-    await asyncio.sleep(4)  # the service type reaches matching's view
+    await catalog_read(
+        platform.url("matching"), platform.kafka.bootstrap, [barber, dentist, dentist2, cook, sid]
+    )
     event = longxun_request(sid, prefix="req_kc", slots=3)
     await publish_request(platform.kafka.bootstrap, event)
     rid = event.request_id

@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import (
     bearer,
+    catalog_read,
     create_service_type,
     eventually,
     longxun_request,
@@ -62,7 +63,9 @@ async def crew(
                 headers=ADMIN,
             )
             assert team.status_code == 201, team.text
-    await asyncio.sleep(3)  # the new volunteers reach matching's index
+    teams = [f"team_{tag}", f"team_q_{tag}"]
+    everyone = [lead, *members, *racers, *individuals, *teams]
+    await catalog_read(platform.url("matching"), platform.kafka.bootstrap, everyone)
     service = await pooled_service_type(
         "team_test", matching_mode="team", required_skills=[skill], claim_invites=60
     )
@@ -214,7 +217,9 @@ async def clinic(platform: Platform, catalog_volunteer: Callable[..., Awaitable[
             headers=ADMIN,
         )
         assert team.status_code == 201, team.text
-    await asyncio.sleep(3)  # the new volunteers reach matching's index
+    await catalog_read(
+        platform.url("matching"), platform.kafka.bootstrap, [*people, f"team_cl_{tag}"]
+    )
 
     def role(slug: str, count: int = 1, **needs: list[str]) -> dict[str, Any]:
         return {"role": slug, "name_zh": slug, "name_en": slug.title(), "count": count, **needs}

@@ -21,6 +21,7 @@ from zhumeng_devstack.stack import Platform
 from zhumeng_devstack.testing import (
     LOCAL,
     bearer,
+    catalog_read,
     eventually,
     publish_request,
     read_topic,
@@ -44,13 +45,13 @@ async def setup(
     skill = f"drive_{tag}"
     driver = f"vol_drv_{tag}"
     await catalog_volunteer(driver, [skill])
-    await asyncio.sleep(3)  # the volunteer reaches matching's index
     parcel = await pooled_service_type(
         "parcel_trip", matching_mode="trip", category="logistics", required_skills=[skill]
     )
     ride = await pooled_service_type(
         "ride_trip", matching_mode="trip", category="transport", required_skills=[skill]
     )
+    await catalog_read(platform.url("matching"), platform.kafka.bootstrap, [driver])
     async with httpx.AsyncClient(base_url=platform.url("catalog"), timeout=10) as api:
         places = {
             p: (await api.get(f"/v1/places/{p}", headers=ADMIN)).json()["location"]

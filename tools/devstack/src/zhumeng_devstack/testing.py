@@ -286,6 +286,43 @@ async def committed_past(
         await admin.close()
 
 
+async def catalog_read(
+    matching_url: str, bootstrap: str, keys: Iterable[str] = (), within: float = 60
+) -> None:
+    """Wait until the matching service (or replica) at `matching_url` has read the catalog up
+    to now: first until the catalog's outbox has put each of `keys` (ids just created through
+    the catalog API) on its topic, then until matching's views (`/v1/read-model`) reach the
+    topics' end offsets. Instead of sleeping after creating volunteers, teams or types."""
+    import httpx
+
+    from zhumeng_kit.kafka import end_offsets_of
+
+    ops = bearer("ops_tests", "admin")
+    async with httpx.AsyncClient(base_url=matching_url, timeout=10) as api:
+
+        async def positions() -> dict[str, dict[str, int]]:
+            got = await api.get("/v1/read-model", headers=ops)
+            assert got.status_code == 200, got.text
+            return dict(got.json()["catalog_positions"])
+
+        topics = list(await positions())
+        wanted = set(keys)
+
+        async def published() -> bool:
+            seen = {r.key.decode() for t in topics for r in await read_topic(bootstrap, t)}
+            return wanted <= seen
+
+        if wanted:
+            await eventually(published, within=within, what=f"{sorted(wanted)} on the topics")
+        ends = await end_offsets_of(bootstrap, topics)
+
+        async def reached() -> bool:
+            pos = await positions()
+            return all(pos[t].get(str(p), 0) >= end for (t, p), end in ends.items())
+
+        await eventually(reached, within=within, what=f"the catalog read by {matching_url}")
+
+
 async def publish_request(
     bootstrap: str,
     posted: Any,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from zhumeng_kit.auth import Principal
 from zhumeng_kit.problems import NotFound
+from zhumeng_kit.views import CompactedTopicsReader
 
 from ..adapters.mongo_stores import MongoDecisionStore
 from ..domain.index import VolunteerIndex
@@ -17,7 +18,10 @@ CurrentPrincipal = Callable[[Request], Coroutine[Any, Any, Principal]]
 
 
 def router(
-    decisions: MongoDecisionStore, index: VolunteerIndex, current: CurrentPrincipal
+    decisions: MongoDecisionStore,
+    index: VolunteerIndex,
+    catalog: CompactedTopicsReader,
+    current: CurrentPrincipal,
 ) -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["matching"])
     Anyone = Annotated[Principal, Depends(current)]
@@ -36,9 +40,14 @@ def router(
 
     @api.get("/read-model")
     async def read_model(who: Anyone) -> dict[str, Any]:
-        """Size of the in-memory volunteer index (operations)."""
+        """Size of the in-memory volunteer index, and how far the catalog views have read each
+        topic (partition -> next offset; compare with the topics' end offsets) (operations)."""
         if not who.is_staff:
             raise NotFound("not found")
-        return {"volunteers": len(index), "max_radius_km": index.max_radius_km}
+        return {
+            "volunteers": len(index),
+            "max_radius_km": index.max_radius_km,
+            "catalog_positions": catalog.positions(),
+        }
 
     return api
