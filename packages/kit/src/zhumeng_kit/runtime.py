@@ -34,7 +34,9 @@ class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings) -> None:
         self.name = name
         self.settings = settings
-        self.mongo = make_client(settings.mongo_uri, f"zhumeng-{name}")
+        self.mongo = make_client(
+            settings.mongo_uri, f"zhumeng-{name}", max_idle_s=settings.mongo_max_idle_s
+        )
         self.db = self.mongo[settings.db_name(name)]
         self.broker = make_broker(settings.kafka_bootstrap, f"zhumeng-{name}")
         self.checks: dict[str, Check] = {"mongo": lambda: ping(self.db), "kafka": self._kafka_ok}

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .mongo import MAX_IDLE_S
+
 # Only for development and tests; production must set its own (checked below).
 DEV_JWT_SECRET = "zhumeng-development-secret-not-for-production-use"
 
@@ -18,6 +20,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", min_length=3)
     mongo_uri: str = Field(default="mongodb://127.0.0.1:27017/", pattern=r"^mongodb(\+srv)?://")
     mongo_db_prefix: str = Field(default="zhumeng", pattern=r"^[a-z][a-z0-9_]{0,30}$")
+    # a pooled connection idle this long is closed by the driver, not reused (mongo.make_client)
+    mongo_max_idle_s: int = Field(default=MAX_IDLE_S, ge=1, le=3600)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     jwt_secret: str = Field(default=DEV_JWT_SECRET, min_length=32)
